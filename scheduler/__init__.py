@@ -1,0 +1,1 @@
+"""The fetch scheduler process (python -m scheduler)."""

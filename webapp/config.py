@@ -1,0 +1,47 @@
+"""Every setting with its default. Layers: these defaults, then instance/config.py, then
+environment variables prefixed POSTMASTER_ (see create_app)."""
+
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+class DefaultConfig:
+    # Flask
+    SECRET_KEY = DEV_SECRET_KEY
+    # Production mode refuses the development secret key and a missing encryption key.
+    PRODUCTION = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    # Set to True when served over https (behind the proxy); see docs/deploy/.
+    SESSION_COOKIE_SECURE = False
+    PERMANENT_SESSION_LIFETIME = 8 * 3600
+
+    # Database: SQLite in instance/ unless POSTMASTER_SQLALCHEMY_DATABASE_URI says otherwise.
+    SQLALCHEMY_DATABASE_URI = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+
+    # Secrets at rest: comma-separated Fernet keys, newest first. Empty: instance/encryption.key.
+    ENCRYPTION_KEYS = ""
+
+    # Sign-in throttling: after this many failures, the user is locked for LOGIN_LOCK_SECONDS.
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_LOCK_SECONDS = 300
+
+    # Mail fetching
+    MAIL_CA_FILE = None  # extra CA bundle (PEM) trusted for IMAP/POP3 TLS besides the system store
+    MAIL_TIMEOUT = 60.0  # connect and read timeout in seconds
+    FETCH_BATCH_SIZE = 100  # messages per UID FETCH and per database commit
+    FETCH_BATCH_BYTES = 20 * 1024 * 1024  # and at most this many bytes of mail per batch
+
+    # Scheduler
+    SCHEDULER_WORKERS = 4
+    SCHEDULER_POLL_SECONDS = 5.0
+    LEASE_SECONDS = 300  # a fetch lease; extended while a fetch runs, expires when its holder dies
+    HEARTBEAT_STALE_SECONDS = 120
+
+    # Reverse proxy: number of trusted proxies in front of the app (0 = ignore X-Forwarded-*).
+    TRUSTED_PROXIES = 0
+    # External URL of the app, e.g. https://helpdesk.example.com/postmaster (OAuth2 redirect URI).
+    PUBLIC_URL = None
+
+    # Tests only: enables the crash-injection hook of the fetch path.
+    TESTING_FAULTS = False

@@ -1,0 +1,379 @@
+"""Database models. Secrets use EncryptedText; timestamps are naive UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from .account_types import ACCOUNT_TYPES, AccountType
+from .crypto import EncryptedText
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: SQLite has no time zones, so every timestamp is stored as naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class AuditMixin:
+    """Who created and last changed a row, and when."""
+
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AdminUser(db.Model):
+    __tablename__ = "admin_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Setting(db.Model):
+    """PostMaster settings edited on the Settings screen (see webapp/settings.py for defaults)."""
+
+    __tablename__ = "setting"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Queue(AuditMixin, db.Model):
+    __tablename__ = "queue"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    validity: Mapped[str] = mapped_column(String(30), default="valid")
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class SystemAddress(AuditMixin, db.Model):
+    """An email address linked to a queue: what dispatching by To: field looks up."""
+
+    __tablename__ = "system_address"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)  # stored lowercased
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id"))
+    validity: Mapped[str] = mapped_column(String(30), default="valid")
+    comment: Mapped[str | None] = mapped_column(Text)
+    queue: Mapped[Queue] = relationship()
+
+
+class OAuth2Profile(AuditMixin, db.Model):
+    __tablename__ = "oauth2_profile"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    provider: Mapped[str] = mapped_column(String(50))  # "MicrosoftAzure" | "Custom"
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    authorize_url: Mapped[str | None] = mapped_column(String(500))  # Custom provider only
+    token_url: Mapped[str | None] = mapped_column(String(500))  # Custom provider only
+    validity: Mapped[str] = mapped_column(String(30), default="valid")
+    secret_expires_on: Mapped[date | None] = mapped_column(Date)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class MailAccount(AuditMixin, db.Model):
+    __tablename__ = "mail_account"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(30))
+    username: Mapped[str] = mapped_column(String(320))
+    password: Mapped[str | None] = mapped_column(EncryptedText)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    folder: Mapped[str | None] = mapped_column(String(500))  # IMAP only; empty means INBOX
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False)
+    dispatch: Mapped[str] = mapped_column(String(10), default="to")  # "to" | "queue"
+    queue_id: Mapped[int | None] = mapped_column(ForeignKey("queue.id"))
+    validity: Mapped[str] = mapped_column(String(30), default="valid")
+    comment: Mapped[str | None] = mapped_column(Text)
+    verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
+    after_fetch: Mapped[str] = mapped_column(String(10), default="delete")  # delete|keep|move
+    move_folder: Mapped[str | None] = mapped_column(String(500))
+    fetch_interval_minutes: Mapped[int | None] = mapped_column(Integer)  # None: the setting
+    oauth2_profile_id: Mapped[int | None] = mapped_column(ForeignKey("oauth2_profile.id"))
+    shared_mailbox: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Scheduling and the per-account lease (see webapp/postmaster/lease.py).
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    fetch_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_generation: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Last run, for the overview.
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_status: Mapped[str | None] = mapped_column(String(20))  # ok|warning|error|reauth
+    last_message: Mapped[str | None] = mapped_column(Text)
+    needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    queue: Mapped[Queue | None] = relationship()
+    oauth2_profile: Mapped[OAuth2Profile | None] = relationship()
+    oauth2_token: Mapped[OAuth2Token | None] = relationship(
+        back_populates="account", cascade="all, delete-orphan", uselist=False
+    )
+
+    @property
+    def account_type(self) -> AccountType:
+        return ACCOUNT_TYPES[self.type]
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or self.account_type.default_port
+
+    @property
+    def effective_folder(self) -> str:
+        if not self.account_type.is_imap:
+            return "INBOX"
+        return (self.folder or "").strip() or "INBOX"
+
+
+class OAuth2Token(db.Model):
+    """The tokens of one OAuth2 mail account, encrypted; deleted with the account."""
+
+    __tablename__ = "oauth2_token"
+    mail_account_id: Mapped[int] = mapped_column(
+        ForeignKey("mail_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    refresh_token: Mapped[str | None] = mapped_column(EncryptedText)
+    access_token: Mapped[str | None] = mapped_column(EncryptedText)
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_refresh_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    linked_by: Mapped[str | None] = mapped_column(String(320))  # who signed in at the provider
+    linked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    account: Mapped[MailAccount] = relationship(back_populates="oauth2_token")
+
+
+class OAuth2PendingAuthorization(db.Model):
+    """A consent round trip in progress, keyed by state; the form waits here, not in the cookie."""
+
+    __tablename__ = "oauth2_pending_authorization"
+    state: Mapped[str] = mapped_column(String(200), primary_key=True)
+    admin_user_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"))
+    session_binding: Mapped[str] = mapped_column(String(200))
+    code_verifier: Mapped[str] = mapped_column(EncryptedText)
+    mail_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mail_account.id", ondelete="CASCADE")
+    )
+    form_data: Mapped[str] = mapped_column(EncryptedText)  # JSON of the submitted form
+    finish: Mapped[bool] = mapped_column(Boolean, default=False)  # "Save and finish" pressed
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TicketState(db.Model):
+    __tablename__ = "ticket_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    type_name: Mapped[str] = mapped_column(String(50))  # new|open|closed|pending reminder|...
+
+
+class TicketPriority(db.Model):
+    __tablename__ = "ticket_priority"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class TicketCounter(db.Model):
+    """Per-day counter behind OTOBO's date-based ticket numbers."""
+
+    __tablename__ = "ticket_counter"
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)  # YYYYMMDD
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Ticket(db.Model):
+    __tablename__ = "ticket"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(50), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queue.id"), index=True)
+    state_id: Mapped[int] = mapped_column(ForeignKey("ticket_state.id"))
+    priority_id: Mapped[int] = mapped_column(ForeignKey("ticket_priority.id"))
+    customer_no: Mapped[str | None] = mapped_column(String(200))
+    customer_user: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    queue: Mapped[Queue] = relationship()
+    state: Mapped[TicketState] = relationship()
+    priority: Mapped[TicketPriority] = relationship()
+    articles: Mapped[list[Article]] = relationship(
+        back_populates="ticket", order_by="Article.id", cascade="all, delete-orphan"
+    )
+
+
+class RawMail(db.Model):
+    """A message exactly as received, stored once."""
+
+    __tablename__ = "raw_mail"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Article(db.Model):
+    __tablename__ = "article"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    mail_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mail_account.id", ondelete="SET NULL")
+    )
+    raw_mail_id: Mapped[int | None] = mapped_column(ForeignKey("raw_mail.id"))
+    sender_type: Mapped[str] = mapped_column(String(20), default="customer")
+    is_visible_for_customer: Mapped[bool] = mapped_column(Boolean, default=True)
+    from_addr: Mapped[str | None] = mapped_column(Text)
+    to_addr: Mapped[str | None] = mapped_column(Text)
+    cc_addr: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(500), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(500))
+    references: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    body_text: Mapped[str | None] = deferred(mapped_column(Text))
+    body_html: Mapped[str | None] = deferred(mapped_column(Text))  # sanitized
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ticket: Mapped[Ticket] = relationship(back_populates="articles")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="article", cascade="all, delete-orphan"
+    )
+    raw_mail: Mapped[RawMail | None] = relationship()
+
+
+class Attachment(db.Model):
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(500))
+    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    article: Mapped[Article] = relationship(back_populates="attachments")
+
+
+class FailedMail(db.Model):
+    """A message that could not be processed: kept, shown, and reprocessable."""
+
+    __tablename__ = "failed_mail"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mail_account.id", ondelete="SET NULL")
+    )
+    raw_mail_id: Mapped[int] = mapped_column(ForeignKey("raw_mail.id"))
+    error: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="failed")  # failed|reprocessed
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    raw_mail: Mapped[RawMail] = relationship()
+    mail_account: Mapped[MailAccount | None] = relationship()
+
+
+class SeenMessage(db.Model):
+    """Dedupe key of a message taken from a server, committed with its article before delete."""
+
+    __tablename__ = "seen_message"
+    __table_args__ = (
+        UniqueConstraint("mail_account_id", "host", "folder", "key", name="uq_seen_message_key"),
+        Index("ix_seen_message_sha256", "mail_account_id", "sha256"),
+        Index("ix_seen_message_finished_at", "finished_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_account_id: Mapped[int] = mapped_column(ForeignKey("mail_account.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(255))
+    folder: Mapped[str] = mapped_column(String(500))
+    key: Mapped[str] = mapped_column(
+        String(300)
+    )  # "uid:<uidvalidity>:<uid>", "uidl:..", "sha256:.."
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(500))
+    outcome: Mapped[str] = mapped_column(String(20))  # stored|follow_up|failed|ignored
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # deleted/moved on the server
+
+
+class FolderState(db.Model):
+    """Highest UID taken per account, host and folder: keep mode never selects by \\Seen."""
+
+    __tablename__ = "folder_state"
+    mail_account_id: Mapped[int] = mapped_column(
+        ForeignKey("mail_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(500), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    highest_uid: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OversizedMessage(db.Model):
+    """A message over the size limit, left on the server and reported once."""
+
+    __tablename__ = "oversized_message"
+    __table_args__ = (
+        UniqueConstraint("mail_account_id", "host", "folder", "key", name="uq_oversized_key"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_account_id: Mapped[int] = mapped_column(ForeignKey("mail_account.id", ondelete="CASCADE"))
+    host: Mapped[str] = mapped_column(String(255))
+    folder: Mapped[str] = mapped_column(String(500))
+    key: Mapped[str] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(Integer)
+    from_addr: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FetchRun(db.Model):
+    """One fetch of one account: OTOBO's communication log."""
+
+    __tablename__ = "fetch_run"
+    __table_args__ = (Index("ix_fetch_run_account_started", "mail_account_id", "started_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_account_id: Mapped[int] = mapped_column(ForeignKey("mail_account.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(20))  # cli|button|scheduler
+    owner: Mapped[str | None] = mapped_column(String(200))
+    lease_generation: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running|ok|warning|error
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    new_tickets: Mapped[int] = mapped_column(Integer, default=0)
+    follow_ups: Mapped[int] = mapped_column(Integer, default=0)
+    ignored: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    oversized: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str | None] = mapped_column(Text)
+
+
+class SchedulerNode(db.Model):
+    """Heartbeat of one scheduler process."""
+
+    __tablename__ = "scheduler_node"
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
