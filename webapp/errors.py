@@ -25,5 +25,6 @@ def init_app(app: Flask) -> None:
     def csrf_error(e: CSRFError):
         return render_error(
             400,
-            f"The form has expired or was not sent by this site ({e.description}). Reload the page and try again.",
+            f"The form has expired or was not sent by this site ({e.description}). "
+            "Reload the page and try again.",
         )
