@@ -377,3 +377,21 @@ def test_discovery_documents(idp: LocalIdentityProvider, ms_tenant: IdpTenant) -
     assert config["token_endpoint"] == idp.token_url(ms_tenant.domain)
     keys = requests.get(config["jwks_uri"], timeout=5).json()["keys"]
     assert [k["kid"] for k in keys] == [idp.kid]
+
+
+def test_prompt_none_and_form_post(idp: LocalIdentityProvider, ms_tenant: IdpTenant) -> None:
+    session = _session(ms_tenant)
+    url, _ = session.create_authorization_url(
+        ms_tenant.authorize_url, code_verifier=generate_token(48), prompt="none", state="p"
+    )
+    silent = requests.get(url, allow_redirects=False, timeout=5)
+    assert _query(silent.headers["Location"])["error"] == "login_required"
+
+    idp.auto_approve_as(ms_tenant.username)
+    url, _ = session.create_authorization_url(
+        ms_tenant.authorize_url, code_verifier=generate_token(48), response_mode="form_post"
+    )
+    page = requests.get(url, allow_redirects=False, timeout=5)
+    assert page.status_code == 200
+    assert f"action='{ms_tenant.redirect_uri}'" in page.text
+    assert _hidden_inputs(page.text)["code"]

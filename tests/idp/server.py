@@ -300,7 +300,7 @@ class LocalIdentityProvider:
             self._auto_approve_user = username
 
     def revoke_user_sessions(self, username: str) -> None:
-        """Revoke the user's refresh tokens (AADSTS50173), like an admin or a password reset."""
+        """Revoke the user's refresh tokens (AADSTS50173) and, for introspection, access tokens."""
         with self._lock:
             self._revoked_at[username.lower()] = time.time()
             self._revoked_utis.update(
