@@ -450,7 +450,8 @@ def safe_filename(name: str | None, fallback: str = "attachment") -> str:
     """A filename that is safe to store and offer for download, never empty."""
     if not name:
         return fallback
-    name = decode_header_value(name)
+    # Drop CR/LF first: decode_header_value would turn them into spaces inside the name.
+    name = decode_header_value(name.replace("\r", "").replace("\n", ""))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     # Category C covers control chars, CR/LF, and bidi overrides used to fake extensions.
     name = "".join(
