@@ -227,7 +227,7 @@ def _unescape_8bit(value: str) -> str:
     return _decode_8bit(raw)
 
 
-def _decode_word(charset: str, encoding: str, text: str) -> bytes:
+def _decode_word(encoding: str, text: str) -> bytes:
     """Decode the payload of one encoded-word to bytes (charset applied later)."""
     if encoding in "bB":
         data = _B64_JUNK_RE.sub("", text)
@@ -254,7 +254,7 @@ def _decode_encoded_words(value: str) -> str:
         if gap and not (gap.isspace() and pieces and pieces[-1][1] is not None):
             pieces.append((gap, None))
         charset = m.group(1).split("*", 1)[0].lower()  # drop RFC 2231 language suffix
-        data = _decode_word(charset, m.group(2), m.group(3))
+        data = _decode_word(m.group(2), m.group(3))
         if pieces and pieces[-1][1] == charset:
             pieces[-1] = (pieces[-1][0] + data, charset)  # type: ignore[operator]
         else:
