@@ -270,13 +270,21 @@ class Mailbox(ABC):
             ]
         )
         self._closed = False
+        self._broken = False
 
     def _debug(self, line: str) -> None:
         if self._debug_callback is not None:
             self._debug_callback(self.masker(line.rstrip("\r\n")))
 
-    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
-        return _translate(self.settings, self.masker, doing)
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            with _translate(self.settings, self.masker, doing):
+                yield
+        except (MailConnectError, MailTLSError, MailProtocolError):
+            # The conversation is out of step now: close() must not talk to the server.
+            self._broken = True
+            raise
 
     @abstractmethod
     def list_folders(self) -> list[str]:
@@ -663,6 +671,9 @@ class ImapMailbox(Mailbox):
     def _logout(self) -> None:
         if self.client is None:
             return
+        if self._broken:
+            self._shutdown()
+            return
         try:
             with self._errors("logging out"):
                 self.client.logout()
@@ -946,6 +957,10 @@ class Pop3Mailbox(Mailbox):
 
     def _logout(self) -> None:
         if self.pop is None:
+            return
+        if self._broken:
+            # No QUIT on a broken session: the server discards this session's DELEs.
+            self._shutdown()
             return
         try:
             with self._errors("committing and logging out (QUIT)"):
