@@ -244,7 +244,9 @@ def test_wrong_password_gives_login_error_with_server_text(
     settings = settings_for(dovecot, mail_user, protocol, password="not-the-password")
     with pytest.raises(MailLoginError) as error:
         open_mailbox(settings)
-    assert "Authentication failed" in str(error.value)
+    assert "the server said: " in str(error.value)
+    assert "[AUTH" in str(error.value) and "Authentication failed." in str(error.value)
+    assert "b'" not in str(error.value)
     assert mail_user.username in str(error.value)
     assert "not-the-password" not in str(error.value)
 

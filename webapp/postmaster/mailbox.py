@@ -218,6 +218,10 @@ def _text(error: BaseException) -> str:
     for prefix in ("login failed: ", "authenticate failed: "):
         if value.lower().startswith(prefix):
             value = value[len(prefix) :]
+    # imapclient formats the server's bytes with repr(): b'[AUTHENTICATIONFAILED] ...'
+    quoted = re.fullmatch(r"b(['\"])(.*)\1", value.strip())
+    if quoted:
+        value = quoted.group(2)
     return value.strip()[:500]
 
 
