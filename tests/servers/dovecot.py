@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import os
 import re
@@ -125,6 +127,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    # If the test run is killed (or its pipe closes), Dovecot must not outlive it;
+    # Dovecot's own children exit when their master dies.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def live_processes_in_group(pgid: int) -> list[int]:
     """Return the pids of processes in a process group that are not zombies."""
     live = []
@@ -209,6 +219,7 @@ class Dovecot:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._wait_for_ports(timeout)
 
