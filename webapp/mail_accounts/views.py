@@ -146,9 +146,19 @@ def test_connection(account_id: int) -> Response:
     account = _get_account(account_id)
     try:
         from ..postmaster.fetch import test_connection as run_test
+        from ..postmaster.mailbox import MailError
     except ImportError:
         flash("Testing the connection is not available yet.", "warning")
     else:
-        result = run_test(account)
-        flash(str(result) if result else "Connection test finished.", "info")
+        try:
+            report = run_test(account)
+        except MailError as e:  # admin-readable, without secrets
+            flash(f"Connection failed: {e}", "error")
+        else:
+            folders = ", ".join(report.folders[:20]) or "-"
+            flash(
+                f"Connection OK: {report.message_count} messages in "
+                f"{account.effective_folder}; folders: {folders}.",
+                "success",
+            )
     return redirect(url_for("mail_accounts.edit", account_id=account.id))
