@@ -1,1 +1,1 @@
-"""The fetch scheduler process (python -m scheduler)."""
+"""The fetch scheduler process: `python -m scheduler` or `flask --app wsgi scheduler run`."""

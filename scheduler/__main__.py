@@ -1,8 +1,13 @@
-"""Placeholder until the scheduler lands: keeps `scripts/run.sh` working."""
+"""`python -m scheduler`: one fetch scheduler process (see scheduler/runner.py).
 
-import signal
+Never start it inside web workers; run one or more of these beside gunicorn.
+"""
+
 import sys
 
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-print("scheduler: not implemented yet", flush=True)
-signal.pause()
+from webapp import create_app
+
+from .runner import run_scheduler
+
+if __name__ == "__main__":
+    sys.exit(run_scheduler(create_app()))

@@ -34,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import cli
 
     cli.init_app(app)
+    from . import proxy
+
+    proxy.init_app(app)
     return app
 
 
@@ -76,6 +79,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(queues.bp)
     app.register_blueprint(addresses.bp)
     app.register_blueprint(settings.bp)
+    from . import status
+
+    app.register_blueprint(status.bp)
 
     from .navigation import NAV_ITEMS
 

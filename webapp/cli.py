@@ -87,8 +87,13 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     from .addresses import system_address_cli
     from .mail_accounts.cli import mail_account_cli
+    from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
     from .queues import queue_cli
 
     app.cli.add_command(mail_account_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(system_address_cli)
+    from .status import scheduler_cli, status_command
+
+    app.cli.add_command(status_command)
+    app.cli.add_command(scheduler_cli)

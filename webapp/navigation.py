@@ -5,4 +5,5 @@ NAV_ITEMS: list[tuple[str, str]] = [
     ("queues.index", "Queues"),
     ("addresses.index", "Email Addresses"),
     ("settings.edit", "Settings"),
+    ("status.index", "Status"),
 ]

@@ -1,0 +1,153 @@
+"""What the scheduler's jobs do, each inside an app context the caller pushed.
+
+The database decides what runs: these functions read and write only rows (leases, heartbeats,
+retention), so any number of scheduler processes can run them side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, update
+
+from webapp.extensions import db
+from webapp.models import MailAccount, SchedulerNode, utcnow
+from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease
+from webapp.settings import get_int_setting
+
+log = logging.getLogger("scheduler")
+
+# Jitter of the next run: up to this share of the interval, at most MAX_JITTER_SECONDS, either
+# way, so accounts added or started together drift apart instead of connecting in one second.
+JITTER_SHARE = 0.1
+MAX_JITTER_SECONDS = 30.0
+# Heartbeats of scheduler processes gone this long are removed (the status page shows them
+# as stale until then).
+FORGET_NODE_AFTER = timedelta(days=1)
+
+
+def fetch_claimed(lease: Lease, owner: str, should_stop: Callable[[], bool]) -> str:
+    """Fetch one claimed account; returns the summary line. Never raises, always releases."""
+    # Imported here: the mail pipeline is heavy and the status CLI imports this module.
+    from webapp.postmaster.fetch import FetchOptions, fetch_with_lease
+
+    account = db.session.get(MailAccount, lease.account_id)
+    if account is None:  # deleted between claim and start
+        return "deleted"
+    trigger = "button" if account.fetch_requested_at is not None else "scheduler"
+    label = f"{account.id} {account.type} {account.username}@{account.host}"
+    db.session.rollback()  # no transaction open while a fetch of minutes starts
+    try:
+        options = FetchOptions(trigger=trigger, owner=owner, should_stop=should_stop)
+        result = fetch_with_lease(lease, options)
+    except Exception:  # one broken account never stops the scheduler
+        log.exception("fetch of mail account %s crashed", label)
+        give_back(lease, due_again=False)
+        return "crashed"
+    spread_next_run(lease.account_id)
+    summary = result.summary()
+    log.info("mail account %s (%s): %s", label, trigger, summary)
+    return summary
+
+
+def give_back(lease: Lease, due_again: bool) -> None:
+    """Release a lease we hold without a finished fetch: due now, or after one interval."""
+    try:
+        db.session.rollback()
+        account = db.session.get(MailAccount, lease.account_id)
+        if account is None:
+            return
+        now = utcnow()
+        release_lease(lease, now if due_again else now + interval_of(account))
+    except Exception:
+        log.exception("could not release the lease of mail account %s", lease.account_id)
+        db.session.rollback()
+
+
+def interval_of(account: MailAccount) -> timedelta:
+    minutes = account.fetch_interval_minutes or get_int_setting("FetchIntervalMinutes")
+    return timedelta(minutes=minutes)
+
+
+def spread_next_run(account_id: int) -> None:
+    """Move the next run by a little random jitter, unless someone changed it meanwhile."""
+    account = db.session.get(MailAccount, account_id)
+    if account is None or account.next_run_at is None or account.fetch_requested_at is not None:
+        db.session.rollback()
+        return
+    limit = min(interval_of(account).total_seconds() * JITTER_SHARE, MAX_JITTER_SECONDS)
+    jitter = timedelta(seconds=random.uniform(-limit, limit))
+    planned = account.next_run_at
+    db.session.execute(
+        update(MailAccount)
+        .where(
+            MailAccount.id == account_id,
+            MailAccount.next_run_at == planned,  # a "Fetch now" or edit in between wins
+            MailAccount.lease_owner.is_(None),
+        )
+        .values(next_run_at=planned + jitter)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def renew_running(leases: list[Lease]) -> list[Lease]:
+    """Extend the leases of fetches still within their deadline; returns the ones lost.
+
+    The fetch itself renews at every commit; this covers one slow step (a large mailbox's
+    listing, a slow server) taking longer than LEASE_SECONDS. It stops with the process, so a
+    dead scheduler's leases still expire.
+    """
+    seconds = current_app.config["LEASE_SECONDS"]
+    lost = []
+    for lease in leases:
+        try:
+            renew_lease(lease, seconds)
+            db.session.commit()
+        except LeaseLost:
+            db.session.rollback()
+            lost.append(lease)
+    return lost
+
+
+def heartbeat(owner: str, started_at: datetime) -> None:
+    """Say this scheduler process is alive (one row per process)."""
+    node = db.session.get(SchedulerNode, owner)
+    now = utcnow()
+    if node is None:
+        node = SchedulerNode(
+            owner=owner, hostname=socket.gethostname(), pid=os.getpid(), started_at=started_at
+        )
+        db.session.add(node)
+    node.last_seen_at = now
+    db.session.commit()
+
+
+def forget_node(owner: str) -> None:
+    """A clean exit removes its heartbeat: no stale warning for a scheduler that stopped."""
+    db.session.rollback()
+    db.session.execute(delete(SchedulerNode).where(SchedulerNode.owner == owner))
+    db.session.commit()
+
+
+def forget_dead_nodes() -> int:
+    """Remove heartbeats of processes that died long ago (SIGKILL, power loss)."""
+    cutoff = utcnow() - FORGET_NODE_AFTER
+    result = db.session.execute(delete(SchedulerNode).where(SchedulerNode.last_seen_at < cutoff))
+    db.session.commit()
+    return result.rowcount
+
+
+def run_retention() -> str:
+    """Purge old fetch logs and finished dedupe keys (settings on the Settings screen)."""
+    from webapp.postmaster.retention import purge_old_records
+
+    report = purge_old_records()
+    forget_dead_nodes()
+    return report

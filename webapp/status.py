@@ -1,0 +1,272 @@
+"""What needs attention: the signed-in status page, `flask --app wsgi status [--json]`, the
+"Fetch now" state shown in the Mail Accounts list, and `flask --app wsgi scheduler run`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+
+import click
+from flask import Blueprint, current_app, render_template
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
+
+# What the page says when no scheduler is alive: web workers never fetch.
+START_COMMAND = "python -m scheduler"
+SECRET_WARNING_DAYS = 30
+PENDING_STATES = ("queued", "running")
+
+bp = Blueprint("status", __name__, url_prefix="/status")
+
+
+# --- scheduler heartbeats ------------------------------------------------------------------
+
+
+def _stale_cutoff() -> datetime:
+    return utcnow() - timedelta(seconds=current_app.config["HEARTBEAT_STALE_SECONDS"])
+
+
+def scheduler_nodes() -> list[SchedulerNode]:
+    return list(db.session.scalars(select(SchedulerNode).order_by(SchedulerNode.started_at)))
+
+
+def node_alive(node: SchedulerNode) -> bool:
+    return node.last_seen_at >= _stale_cutoff()
+
+
+def scheduler_alive() -> bool:
+    """True when at least one scheduler process beat recently."""
+    return (
+        db.session.execute(
+            select(SchedulerNode.owner).where(SchedulerNode.last_seen_at >= _stale_cutoff())
+        ).first()
+        is not None
+    )
+
+
+# --- the "Fetch now" state of an account -----------------------------------------------------
+
+
+def _lease_live(account: MailAccount, now: datetime) -> bool:
+    return bool(account.lease_owner and account.lease_expires_at and account.lease_expires_at > now)
+
+
+def _state_text(account: MailAccount, run: FetchRun | None, now: datetime) -> str:
+    if _lease_live(account, now):
+        return "running"
+    if account.fetch_requested_at is not None:
+        return "queued"
+    if run is None:
+        return "never fetched"
+    if run.status == "running":  # its process died; the lease ran out
+        return "interrupted"
+    if run.status in ("ok", "warning"):
+        noun = "ticket" if run.new_tickets == 1 else "tickets"
+        text = f"done: {run.new_tickets} new {noun}"
+        if run.follow_ups:
+            text += f", {run.follow_ups} follow-ups"
+        return text if run.status == "ok" else f"{text} (warning: {run.error})"
+    if run.status == "reauth":
+        return "re-authorization needed"
+    return f"{run.status}: {run.error or 'see the fetch log'}"
+
+
+def _latest_runs(account_ids: list[int]) -> dict[int, FetchRun]:
+    """The newest fetch run of each account, in one query."""
+    if not account_ids:
+        return {}
+    newest = (
+        select(FetchRun.mail_account_id, func.max(FetchRun.id).label("id"))
+        .where(FetchRun.mail_account_id.in_(account_ids))
+        .group_by(FetchRun.mail_account_id)
+        .subquery()
+    )
+    runs = db.session.scalars(select(FetchRun).join(newest, FetchRun.id == newest.c.id))
+    return {run.mail_account_id: run for run in runs}
+
+
+def account_fetch_state(account: MailAccount) -> str:
+    """ "queued", "running", "done: N new tickets", "error: ...", "never fetched", ..."""
+    return fetch_states([account])[account.id]
+
+
+def fetch_states(accounts: list[MailAccount]) -> dict[int, str]:
+    """account_fetch_state for a whole list without one query per account."""
+    now = utcnow()
+    runs = _latest_runs([a.id for a in accounts])
+    return {a.id: _state_text(a, runs.get(a.id), now) for a in accounts}
+
+
+def is_pending(state: str) -> bool:
+    """Still waiting for the scheduler: the list page refreshes itself."""
+    return state in PENDING_STATES
+
+
+# --- what needs attention ------------------------------------------------------------------
+
+
+@dataclass
+class Attention:
+    kind: str  # account_error | reauth | scheduler | secret_expiry
+    subject: str
+    message: str
+
+
+def attention_items() -> list[Attention]:
+    return [*_account_items(), *_scheduler_items(), *_secret_items()]
+
+
+def _account_label(account: MailAccount) -> str:
+    return f"mail account {account.id} ({account.username} on {account.host})"
+
+
+def _account_items() -> list[Attention]:
+    items = []
+    valid = select(MailAccount).where(MailAccount.validity == "valid").order_by(MailAccount.id)
+    for account in db.session.scalars(valid):
+        label = _account_label(account)
+        if account.needs_reauth or account.last_status == "reauth":
+            items.append(Attention("reauth", label, "needs re-authorization (Re-authorize)"))
+        elif account.last_status == "error":
+            items.append(
+                Attention("account_error", label, f"last fetch failed: {account.last_message}")
+            )
+    return items
+
+
+def _scheduler_items() -> list[Attention]:
+    nodes = scheduler_nodes()
+    alive_hosts = {n.hostname for n in nodes if node_alive(n)}
+    items = []
+    for node in nodes:
+        # A dead process replaced by a live one on the same host needs no one's attention.
+        if not node_alive(node) and node.hostname not in alive_hosts:
+            items.append(
+                Attention(
+                    "scheduler",
+                    node.owner,
+                    f"stale heartbeat: last seen {node.last_seen_at:%Y-%m-%d %H:%M:%S} UTC",
+                )
+            )
+    has_accounts = db.session.execute(
+        select(MailAccount.id).where(MailAccount.validity == "valid").limit(1)
+    ).first()
+    if not alive_hosts and has_accounts:
+        items.append(
+            Attention("scheduler", "scheduler", f"no scheduler is alive: start `{START_COMMAND}`")
+        )
+    return items
+
+
+def _secret_items(today: date | None = None) -> list[Attention]:
+    today = today or utcnow().date()
+    horizon = today + timedelta(days=SECRET_WARNING_DAYS)
+    profiles = select(OAuth2Profile).where(
+        OAuth2Profile.validity == "valid",
+        OAuth2Profile.secret_expires_on.is_not(None),
+        OAuth2Profile.secret_expires_on <= horizon,
+    )
+    items = []
+    for profile in db.session.scalars(profiles.order_by(OAuth2Profile.secret_expires_on)):
+        days = (profile.secret_expires_on - today).days
+        when = "expired" if days < 0 else f"expires in {days} days"
+        items.append(
+            Attention(
+                "secret_expiry",
+                f"OAuth2 profile {profile.name}",
+                f"client secret {when} ({profile.secret_expires_on.isoformat()})",
+            )
+        )
+    return items
+
+
+def status_report() -> dict:
+    """Everything the status page and `status --json` show."""
+    nodes = scheduler_nodes()
+    accounts = list(
+        db.session.scalars(
+            select(MailAccount).where(MailAccount.validity == "valid").order_by(MailAccount.id)
+        )
+    )
+    states = fetch_states(accounts)
+    items = attention_items()
+    return {
+        "ok": not items,
+        "attention": [asdict(i) for i in items],
+        "schedulers": [
+            {
+                "owner": n.owner,
+                "hostname": n.hostname,
+                "pid": n.pid,
+                "started_at": _iso(n.started_at),
+                "last_seen_at": _iso(n.last_seen_at),
+                "alive": node_alive(n),
+            }
+            for n in nodes
+        ],
+        "accounts": [
+            {
+                "id": a.id,
+                "label": f"{a.username} on {a.host}",
+                "type": a.type,
+                "state": states[a.id],
+                "last_run_at": _iso(a.last_run_at),
+                "last_status": a.last_status,
+                "next_run_at": _iso(a.next_run_at),
+            }
+            for a in accounts
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+@bp.route("/")
+def index():
+    return render_template(
+        "status/index.html",
+        report=status_report(),
+        start_command=START_COMMAND,
+    )
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(as_json: bool) -> None:
+    """What needs attention; exit 1 when anything does (for monitoring)."""
+    report = status_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        alive = sum(1 for n in report["schedulers"] if n["alive"])
+        click.echo(f"schedulers alive: {alive}; valid mail accounts: {len(report['accounts'])}")
+        for item in report["attention"]:
+            click.echo(f"ATTENTION {item['kind']}: {item['subject']}: {item['message']}")
+        if report["ok"]:
+            click.echo("OK: nothing needs attention")
+    sys.exit(0 if report["ok"] else 1)
+
+
+scheduler_cli = AppGroup("scheduler", help="The fetch scheduler.")
+
+
+@scheduler_cli.command("run")
+def scheduler_run() -> None:
+    """Run one scheduler process (same as `python -m scheduler`) until SIGTERM/Ctrl-C."""
+    from scheduler.runner import run_scheduler
+
+    sys.exit(run_scheduler(current_app._get_current_object()))
