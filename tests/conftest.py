@@ -9,6 +9,7 @@ import uuid
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.browser import *  # noqa: F403  (browser, live_server, sign_in)
 from webapp import create_app
 from webapp.auth import create_admin
 from webapp.extensions import db
