@@ -1,0 +1,153 @@
+"""Follow-ups: find the existing ticket a mail belongs to and append it there."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, select, update
+
+from ..models import Article, Ticket, utcnow
+from .dispatch import header_flag, lookup_named, sender_type
+from .parse import ParsedMail
+from .tickets import SYSTEM_ID, article_row, clean_message_id, insert_article
+
+if TYPE_CHECKING:
+    from .pipeline import PipelineContext
+
+# Only the newest references matter; a huge References header must not become a huge query.
+MAX_REFERENCES = 50
+
+
+def ticket_number_pattern(hook: str) -> re.Pattern[str]:
+    """Matches "<hook><number>" (as in "[Ticket#2026112310000012]") in a subject."""
+    # The number must have our date-based shape with our SystemID, like OTOBO's GetTNByString,
+    # so "Ticket#12" in a customer's own subject never hits a ticket by accident.
+    return re.compile(
+        re.escape(hook) + r"\s?:?\s?(\d{8}" + re.escape(SYSTEM_ID) + r"\d{6,12})(?!\d)",
+        re.IGNORECASE,
+    )
+
+
+@dataclass
+class TicketRef:
+    """The few columns of an existing ticket a follow-up needs."""
+
+    id: int
+    number: str
+    state_id: int
+    priority_id: int
+
+
+_TICKET = Ticket.__table__
+_ARTICLE = Article.__table__
+_SELECT_TICKETS = select(_TICKET.c.id, _TICKET.c.number, _TICKET.c.state_id, _TICKET.c.priority_id)
+
+
+def ticket_by_subject(conn: Connection, pattern: re.Pattern[str], subject: str) -> TicketRef | None:
+    """The ticket whose number appears (with the ticket hook) in the subject."""
+    numbers = list(dict.fromkeys(pattern.findall(subject or "")))
+    if not numbers:
+        return None
+    rows = conn.execute(_SELECT_TICKETS.where(_TICKET.c.number.in_(numbers)))
+    found = {row.number: TicketRef(*row) for row in rows}
+    return next((found[n] for n in numbers if n in found), None)
+
+
+def ticket_by_message_ids(conn: Connection, mail: ParsedMail) -> tuple[TicketRef, str] | None:
+    """The ticket of a stored article this mail replies to: In-Reply-To first, then the
+    References from newest to oldest."""
+    wanted: list[tuple[str, str]] = []
+    if mail.in_reply_to:
+        wanted.append((mail.in_reply_to, "In-Reply-To"))
+    wanted += [(ref, "References") for ref in reversed(mail.references[-MAX_REFERENCES:])]
+    ids = {i for i in (clean_message_id(m) for m, _ in wanted) if i}
+    if not ids:
+        return None
+    rows = conn.execute(
+        select(_ARTICLE.c.message_id, _ARTICLE.c.ticket_id).where(_ARTICLE.c.message_id.in_(ids))
+    ).all()
+    if not rows:
+        return None
+    ticket_of = {message_id: ticket_id for message_id, ticket_id in rows}
+    for message_id, header in wanted:
+        ticket_id = ticket_of.get(clean_message_id(message_id) or "")
+        if ticket_id is not None:
+            row = conn.execute(_SELECT_TICKETS.where(_TICKET.c.id == ticket_id)).one()
+            return TicketRef(*row), header
+    return None
+
+
+def find_follow_up(
+    conn: Connection, ctx: PipelineContext, mail: ParsedMail
+) -> tuple[TicketRef, str] | None:
+    """(ticket, reason) when the mail is a follow-up of an existing ticket."""
+    ticket = ticket_by_subject(conn, ctx.ticket_number_re, mail.subject)
+    if ticket is not None:
+        return ticket, "ticket number in the subject"
+    return ticket_by_message_ids(conn, mail)
+
+
+def follow_up_state(
+    ctx: PipelineContext, ticket: TicketRef, headers: Mapping[str, str], log: list[str]
+) -> int:
+    """OTOBO's rule: a new ticket stays new, any other goes to the follow-up state ("open");
+    a trusted X-OTOBO-FollowUp-State decides instead."""
+    is_new = ctx.state_types.get(ticket.state_id) == "new"
+    default = ticket.state_id if is_new else ctx.follow_up_state_id
+    return lookup_named(
+        headers.get("X-OTOBO-FollowUp-State"),
+        ctx.states_by_name,
+        default,
+        "X-OTOBO-FollowUp-State",
+        f"state {ctx.state_names[default]}",
+        log,
+    )
+
+
+def append_follow_up(
+    conn: Connection,
+    ctx: PipelineContext,
+    ticket: TicketRef,
+    mail: ParsedMail,
+    headers: Mapping[str, str],
+    raw_mail_id: int | None,
+    log: list[str],
+) -> int:
+    """Add the mail as an article to the ticket, update its state and priority; article id."""
+    state_id = follow_up_state(ctx, ticket, headers, log)
+    if state_id != ticket.state_id:
+        log.append(
+            f"ticket {ticket.number}: state {ctx.state_names.get(ticket.state_id)} -> "
+            f"{ctx.state_names[state_id]}"
+        )
+    priority_id = lookup_named(
+        headers.get("X-OTOBO-FollowUp-Priority"),
+        ctx.priorities_by_name,
+        ticket.priority_id,
+        "X-OTOBO-FollowUp-Priority",
+        "the ticket's priority",
+        log,
+    )
+    conn.execute(
+        update(_TICKET)
+        .where(_TICKET.c.id == ticket.id)
+        .values(state_id=state_id, priority_id=priority_id, changed_at=utcnow())
+    )
+    row = article_row(
+        mail,
+        raw_mail_id,
+        ctx.account_id,
+        sender_type=sender_type(
+            headers.get("X-OTOBO-FollowUp-SenderType"), "X-OTOBO-FollowUp-SenderType", log
+        ),
+        is_visible_for_customer=header_flag(
+            headers.get("X-OTOBO-FollowUp-IsVisibleForCustomer"),
+            True,
+            "X-OTOBO-FollowUp-IsVisibleForCustomer",
+            log,
+        ),
+    )
+    return insert_article(conn, ticket.id, row, mail.attachments)
