@@ -79,6 +79,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(queues.bp)
     app.register_blueprint(addresses.bp)
     app.register_blueprint(settings.bp)
+
+    from .oauth import flow as oauth2_flow
+    from .oauth import profiles as oauth2_profiles
+
+    app.register_blueprint(oauth2_profiles.bp)
+    app.register_blueprint(oauth2_flow.bp)
     from . import status
 
     app.register_blueprint(status.bp)

@@ -16,7 +16,8 @@ from .models import AdminUser, utcnow
 bp = Blueprint("auth", __name__)
 
 # Endpoints reachable without signing in.
-PUBLIC_ENDPOINTS = {"auth.login", "dashboard.healthz", "static"}
+# The OAuth2 callback checks its own binding (session, or a one-time CLI link): see oauth/flow.py.
+PUBLIC_ENDPOINTS = {"auth.login", "dashboard.healthz", "static", "oauth2.callback"}
 
 
 class LoginForm(FlaskForm):

@@ -2,6 +2,7 @@
 
 NAV_ITEMS: list[tuple[str, str]] = [
     ("mail_accounts.index", "Mail Accounts"),
+    ("oauth2_profiles.index", "OAuth2 Profiles"),
     ("queues.index", "Queues"),
     ("addresses.index", "Email Addresses"),
     ("settings.edit", "Settings"),

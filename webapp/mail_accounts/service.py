@@ -338,14 +338,19 @@ def validate_mail_account_input(
     return _clean(data, account)[1]
 
 
-def create_mail_account(data: MailAccountInput, actor: str | None) -> MailAccount:
-    """Validate and add a mail account; raises MailAccountValidationError."""
+def create_mail_account(
+    data: MailAccountInput, actor: str | None, commit: bool = True
+) -> MailAccount:
+    """Validate and add a mail account; raises MailAccountValidationError.
+
+    commit=False leaves the commit to the caller (OAuth2 saves the account with its tokens)."""
     values, errors = _clean(data, None)
     if errors:
         raise MailAccountValidationError(errors)
     account = MailAccount(**values, created_by=actor, changed_by=actor)
     db.session.add(account)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return account
 
 

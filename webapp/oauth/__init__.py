@@ -1,0 +1,9 @@
+"""OAuth2 (Microsoft 365) for mail accounts: profiles, the consent flow and the token store.
+
+- providers.py: provider presets, URL templates, scopes per protocol, tenant validation
+- profiles.py: the OAuth2 Profiles screen and the profile service shared with the CLI
+- flow.py: start_authorization (called by the mail account form), the callback, Re-authorize
+- tokens.py: storing tokens, refreshing them (serialized per account), access_token_for
+- errors.py: provider errors and AADSTS codes in plain words
+- cli.py: `oauth2-profile add|list` and `mail-account authorize ID`
+"""

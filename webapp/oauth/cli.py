@@ -1,0 +1,156 @@
+"""`flask --app wsgi oauth2-profile add|list` and `flask --app wsgi mail-account authorize ID`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..cli import fail, read_secret_stdin
+from ..extensions import db
+from ..mail_accounts.cli import mail_account_cli
+from ..mail_accounts.service import input_from_account
+from ..models import AdminUser, MailAccount, OAuth2Profile
+from .flow import CALLBACK_PATH, CLI_BINDING, PENDING_LIFETIME, ConsentError, begin_consent
+from .profiles import (
+    ProfileInput,
+    ProfileValidationError,
+    create_profile,
+    profile_summary,
+    secret_warning,
+)
+from .providers import PROVIDERS
+
+oauth2_profile_cli = AppGroup("oauth2-profile", help="OAuth2 profiles (Microsoft 365 apps).")
+
+CLI_ACTOR = "cli"
+OPTION_NAMES = {
+    "name": "--name",
+    "provider": "--provider",
+    "client_id": "--client-id",
+    "client_secret": "--client-secret-stdin",
+    "tenant_id": "--tenant-id",
+    "authorize_url": "--authorize-url",
+    "token_url": "--token-url",
+    "validity": "--validity",
+    "secret_expires_on": "--secret-expires",
+    "comment": "--comment",
+}
+
+
+@oauth2_profile_cli.command("add")
+@click.option("--name", required=True)
+@click.option("--provider", required=True, help="One of: " + ", ".join(PROVIDERS))
+@click.option("--client-id", required=True, help="Application (client) ID.")
+@click.option(
+    "--client-secret-stdin", is_flag=True, help="Read the client secret's Value from stdin."
+)
+@click.option("--tenant-id", required=True, help="Tenant GUID or domain.")
+@click.option("--authorize-url", help="Custom provider: authorize URL ({tenant} allowed).")
+@click.option("--token-url", help="Custom provider: token URL ({tenant} allowed).")
+@click.option("--secret-expires", help="YYYY-MM-DD: warn 30 days before.")
+@click.option("--validity", default="valid", show_default=True)
+@click.option("--comment")
+def add_command(
+    name: str,
+    provider: str,
+    client_id: str,
+    client_secret_stdin: bool,
+    tenant_id: str,
+    authorize_url: str | None,
+    token_url: str | None,
+    secret_expires: str | None,
+    validity: str,
+    comment: str | None,
+) -> None:
+    """Add an OAuth2 profile; prints its id. The secret comes from stdin, never argv."""
+    data = ProfileInput(
+        name=name,
+        provider=provider,
+        client_id=client_id,
+        client_secret=read_secret_stdin() if client_secret_stdin else None,
+        tenant_id=tenant_id,
+        authorize_url=authorize_url,
+        token_url=token_url,
+        validity=validity,
+        secret_expires_on=secret_expires,
+        comment=comment,
+    )
+    try:
+        profile = create_profile(data, CLI_ACTOR)
+    except ProfileValidationError as e:
+        fail("; ".join(f"{OPTION_NAMES.get(k, k)}: {v}" for k, v in e.errors.items()))
+        return
+    click.echo(profile.id)
+    warning = secret_warning(profile)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+@oauth2_profile_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (never includes the secret).")
+def list_command(as_json: bool) -> None:
+    """List OAuth2 profiles (without secrets)."""
+    profiles = db.session.query(OAuth2Profile).order_by(OAuth2Profile.name).all()
+    if as_json:
+        click.echo(json.dumps([profile_summary(p) for p in profiles], indent=2))
+        return
+    if not profiles:
+        click.echo("No OAuth2 profiles.")
+        return
+    for p in profiles:
+        expires = p.secret_expires_on.isoformat() if p.secret_expires_on else "-"
+        click.echo(
+            f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id}\t{p.client_id}\t"
+            f"secret expires {expires}\t{p.validity}"
+        )
+
+
+@mail_account_cli.command("authorize")
+@click.argument("account_id", type=int)
+@click.option("--admin", "admin_name", help="Admin recorded as linking (default: the only one).")
+def authorize_command(account_id: int, admin_name: str | None) -> None:
+    """Print the consent URL of an OAuth2 mail account, to open in any browser.
+
+    The sign-in is bound to this command, not to a browser session: the link works once,
+    for 10 minutes, and only the mailbox's own account (or a delegate of a shared mailbox) is
+    accepted. Do not share it.
+    """
+    account = db.session.get(MailAccount, account_id)
+    if account is None:
+        fail(f"There is no mail account with id {account_id}.")
+    if not account.account_type.oauth2:
+        fail(f"Mail account {account_id} is {account.type}, not an OAuth2 type.")
+    public_url = current_app.config.get("PUBLIC_URL")
+    if not public_url:
+        fail("Set POSTMASTER_PUBLIC_URL (the app's external URL) so the redirect URI is known.")
+    admin = _admin(admin_name)
+    try:
+        url = begin_consent(
+            input_from_account(account).to_dict(),
+            account.id,
+            finish=True,
+            admin_user_id=admin.id,
+            binding=CLI_BINDING,
+            callback_url=public_url.rstrip("/") + CALLBACK_PATH,
+        )
+    except ConsentError as e:
+        fail(str(e))
+        return
+    minutes = int(PENDING_LIFETIME.total_seconds() // 60)
+    click.echo(f"Open this URL within {minutes} minutes and sign in as {account.username}:")
+    click.echo(url)
+
+
+def _admin(name: str | None) -> AdminUser:
+    if name:
+        admin = db.session.query(AdminUser).filter_by(username=name.strip()).first()
+        if admin is None:
+            fail(f"--admin: there is no admin named {name!r}.")
+        return admin
+    admins = db.session.query(AdminUser).limit(2).all()
+    if len(admins) != 1:
+        fail("--admin is required (there is not exactly one admin user).")
+    return admins[0]

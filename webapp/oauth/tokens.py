@@ -1,0 +1,200 @@
+"""The token store: tokens are kept encrypted per account, the access token is reused until
+shortly before it expires, and refreshes of one account are serialized so a rotated refresh
+token is never lost. No function here logs or returns a token in a message."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import requests
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import MailAccount, OAuth2Profile, OAuth2Token, utcnow
+from .errors import REAUTH_ERRORS, TRANSIENT_ERRORS, explain
+from .providers import endpoints_for, scopes_for
+
+logger = logging.getLogger(__name__)
+
+# Refresh this long before the access token expires, so a fetch never starts with a token
+# that dies halfway.
+REFRESH_MARGIN = timedelta(minutes=5)
+# Short: on SQLite the refresh holds the database write lock while it waits for the provider.
+TOKEN_REQUEST_TIMEOUT = 15.0
+REAUTH_HINT = "press Re-authorize on the mail account"
+
+
+class OAuth2TokenError(Exception):
+    """No access token: `fetch_status` is reauth, warning (transient) or error."""
+
+    def __init__(self, admin_message: str, fetch_status: str) -> None:
+        super().__init__(admin_message)
+        self.admin_message = admin_message
+        self.fetch_status = fetch_status
+
+
+def oauth_client(
+    profile: OAuth2Profile, redirect_uri: str | None = None, scope: str | None = None
+) -> OAuth2Session:
+    """An Authlib client for one profile: PKCE S256, the secret in the POST body."""
+    return OAuth2Session(
+        client_id=profile.client_id,
+        client_secret=profile.client_secret,
+        scope=scope,
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
+        token_endpoint_auth_method="client_secret_post",
+    )
+
+
+def _expires_at(token: dict) -> datetime:
+    try:
+        seconds = int(token.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        seconds = 3600
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def store_tokens(account: MailAccount, token: dict, linked_by: str) -> OAuth2Token:
+    """Keep the tokens of a fresh sign-in on the account (the caller commits)."""
+    row = account.oauth2_token
+    if row is None:
+        row = OAuth2Token()
+        account.oauth2_token = row
+    now = utcnow()
+    row.refresh_token = token.get("refresh_token")
+    row.access_token = token["access_token"]
+    row.access_token_expires_at = _expires_at(token)
+    row.last_refresh_at = now
+    row.last_error = None
+    row.linked_by = linked_by
+    row.linked_at = now
+    account.needs_reauth = False
+    return row
+
+
+def _usable(row: OAuth2Token) -> bool:
+    return bool(
+        row.access_token
+        and row.access_token_expires_at
+        and row.access_token_expires_at - REFRESH_MARGIN > utcnow()
+    )
+
+
+def access_token_for(account: MailAccount) -> str:
+    """A valid access token for the account, refreshed when it is about to expire.
+
+    Raises OAuth2TokenError after committing the bookkeeping (needs_reauth, last_error),
+    because the fetch rolls back its own transaction on errors.
+    """
+    row = account.oauth2_token
+    if row is not None and _usable(row):
+        return row.access_token
+    return _refresh_serialized(account.id)
+
+
+def _lock_token_row(account_id: int) -> OAuth2Token | None:
+    """Start a transaction holding the token row's lock, and re-read the row inside it."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks: a no-op UPDATE takes the database write lock first, so a
+        # second fetcher waits here instead of reading the refresh token we are about to use.
+        db.session.execute(
+            update(OAuth2Token)
+            .where(OAuth2Token.mail_account_id == account_id)
+            .values(last_refresh_at=OAuth2Token.last_refresh_at)
+            .execution_options(synchronize_session=False)
+        )
+    return db.session.execute(
+        select(OAuth2Token)
+        .where(OAuth2Token.mail_account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _refresh_serialized(account_id: int) -> str:
+    db.session.commit()  # the refresh runs in its own transaction
+    row = _lock_token_row(account_id)
+    account = db.session.get(MailAccount, account_id)
+    if row is None or not row.refresh_token:
+        _give_up(account, row, "This mail account is not linked yet: " + REAUTH_HINT, "reauth")
+    if _usable(row):  # another fetcher refreshed while we waited for the lock
+        access_token = row.access_token
+        db.session.commit()
+        return access_token
+    token = _request_refresh(account, row)
+    access_token = token["access_token"]
+    row.access_token = access_token
+    row.access_token_expires_at = _expires_at(token)
+    if token.get("refresh_token"):
+        row.refresh_token = token["refresh_token"]  # rotation: persisted in this transaction
+    row.last_refresh_at = utcnow()
+    row.last_error = None
+    db.session.commit()
+    logger.info("OAuth2 access token of mail account %s refreshed", account_id)
+    return access_token
+
+
+def _request_refresh(account: MailAccount, row: OAuth2Token) -> dict:
+    """Ask the token endpoint; on failure record why and raise OAuth2TokenError."""
+    profile = account.oauth2_profile
+    if profile is None:
+        _give_up(account, row, "The mail account has no OAuth2 profile.", "error")
+    scope = scopes_for(account.account_type.protocol)
+    client = oauth_client(profile, scope=scope)
+    try:
+        return client.refresh_token(
+            endpoints_for(profile).token_url,
+            refresh_token=row.refresh_token,
+            scope=scope,
+            timeout=TOKEN_REQUEST_TIMEOUT,
+        )
+    except OAuthError as e:
+        status = _status_of(e.error)
+        message = explain(e.error, e.description)
+        if status == "reauth":
+            message = f"Re-authorization needed: {message} ({REAUTH_HINT})"
+        _give_up(account, row, message, status)
+    except requests.HTTPError as e:
+        code = e.response.status_code if e.response is not None else 0
+        status = "warning" if code >= 500 or code == 429 else "error"
+        _give_up(account, row, f"The token endpoint answered HTTP {code}; retrying later.", status)
+    except requests.RequestException as e:
+        _give_up(
+            account,
+            row,
+            f"The token endpoint could not be reached ({type(e).__name__}); retrying later.",
+            "warning",
+        )
+    except ValueError:
+        _give_up(account, row, "The token endpoint did not answer with JSON.", "error")
+    finally:
+        client.close()
+    raise AssertionError("unreachable")
+
+
+def _status_of(error: str | None) -> str:
+    if error in REAUTH_ERRORS:
+        return "reauth"
+    if error in TRANSIENT_ERRORS:
+        return "warning"
+    return "error"
+
+
+def _give_up(
+    account: MailAccount | None, row: OAuth2Token | None, message: str, status: str
+) -> None:
+    """Commit why the account has no token (in its own transaction), then raise."""
+    if row is not None:
+        row.last_error = message
+    if account is not None and status == "reauth":
+        account.needs_reauth = True
+        account.last_status = "reauth"
+        account.last_message = message
+    db.session.commit()
+    account_id = account.id if account is not None else "?"
+    logger.warning("OAuth2 token of mail account %s: %s", account_id, message)
+    raise OAuth2TokenError(message, status)
