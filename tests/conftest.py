@@ -10,6 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.browser import *  # noqa: F403  (browser, live_server, sign_in)
+from tests.idp.fixtures import *  # noqa: F403  (idp, ms_tenant, idp_redirect_uris)
+from tests.servers.fixtures import *  # noqa: F403  (dovecot, mail_user)
 from webapp import create_app
 from webapp.auth import create_admin
 from webapp.extensions import db

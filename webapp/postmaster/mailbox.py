@@ -307,8 +307,12 @@ class Mailbox(ABC):
         """From and Subject of each message, without downloading the body."""
 
     @abstractmethod
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete these messages on the server."""
+    def delete(self, keys: Sequence[str], on_flagged: Callable[[], None] | None = None) -> None:
+        """Delete these messages on the server.
+
+        on_flagged runs after the messages are flagged and before they are expunged (IMAP) or
+        before QUIT commits the DELEs (POP3): the fetch path's crash point "during_delete".
+        """
 
     @abstractmethod
     def mark_seen(self, keys: Sequence[str]) -> None:
@@ -617,7 +621,7 @@ class ImapMailbox(Mailbox):
     def _uids(self, keys: Sequence[str]) -> list[int]:
         return [int(k) for k in keys]
 
-    def delete(self, keys: Sequence[str]) -> None:
+    def delete(self, keys: Sequence[str], on_flagged: Callable[[], None] | None = None) -> None:
         """STORE +FLAGS \\Deleted, then UID EXPUNGE of exactly those (or EXPUNGE)."""
         assert self.client is not None
         if not keys:
@@ -625,6 +629,8 @@ class ImapMailbox(Mailbox):
         uids = _uid_set(self._uids(keys))
         with self._errors("deleting messages"):
             self.client.delete_messages(uids, silent=True)
+            if on_flagged is not None:
+                on_flagged()
             if b"UIDPLUS" in self._capabilities():
                 self.client.uid_expunge(uids)
             else:
@@ -932,7 +938,7 @@ class Pop3Mailbox(Mailbox):
             )
         return result
 
-    def delete(self, keys: Sequence[str]) -> None:
+    def delete(self, keys: Sequence[str], on_flagged: Callable[[], None] | None = None) -> None:
         """DELE; the server removes them at QUIT (close())."""
         pop = self._require()
         for key in keys:
@@ -943,6 +949,8 @@ class Pop3Mailbox(Mailbox):
                 pop.dele(number)
             assert self._numbers is not None
             del self._numbers[key]
+        if on_flagged is not None:
+            on_flagged()
 
     def mark_seen(self, keys: Sequence[str]) -> None:
         """POP3 has no flags."""
