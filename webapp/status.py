@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 import click
 from flask import Blueprint, current_app, render_template
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from .extensions import db
@@ -246,6 +246,7 @@ def index():
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@with_appcontext
 def status_command(as_json: bool) -> None:
     """What needs attention; exit 1 when anything does (for monitoring)."""
     report = status_report()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from .. import status
 from ..auth import current_admin_name
 from ..extensions import db
 from ..models import FetchRun, MailAccount
@@ -37,9 +38,15 @@ def index():
     query = request.args.get("q", "")
     accounts = list_mail_accounts(include_invalid=include_invalid, query=query)
     total = db.session.query(MailAccount).count()
+    # "Fetch now" only marks the account due; the page shows how far the scheduler got.
+    fetch_states = status.fetch_states(accounts)
     return render_template(
         "mail_accounts/index.html",
         accounts=accounts,
+        fetch_states=fetch_states,
+        fetch_pending=any(status.is_pending(s) for s in fetch_states.values()),
+        scheduler_alive=status.scheduler_alive(),
+        scheduler_command=status.START_COMMAND,
         include_invalid=include_invalid,
         query=query,
         total=total,
