@@ -89,6 +89,12 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(status.bp)
 
+    from .tickets import failed as failed_mail
+    from .tickets import views as tickets
+
+    app.register_blueprint(tickets.bp)
+    app.register_blueprint(failed_mail.bp)
+
     from .navigation import NAV_ITEMS
 
     @app.context_processor

@@ -93,6 +93,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(mail_account_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(system_address_cli)
+    from .tickets.cli import ticket_cli
+
+    app.cli.add_command(ticket_cli)
     from .oauth.cli import oauth2_profile_cli  # also adds `mail-account authorize`
 
     app.cli.add_command(oauth2_profile_cli)

@@ -1,0 +1,1 @@
+"""Tickets created from mail: queue overview, ticket screens, downloads, failed mail, CLI."""
