@@ -102,7 +102,8 @@ def current_app_config(key: str):
 
 def _safe_next(target: str | None) -> str:
     """Only redirect to a path on this site after sign-in."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    # "//host" and "/\\host" are other sites to a browser.
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return url_for("mail_accounts.index")
 
@@ -114,7 +115,9 @@ def load_signed_in_admin() -> None:
     if g.admin is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.endpoint is None:
             return None  # a 404 stays a 404
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        # script_root: behind a proxy with a path prefix, "next" must include the prefix.
+        target = request.script_root + request.full_path.rstrip("?")
+        return redirect(url_for("auth.login", next=target))
     return None
 
 
