@@ -156,7 +156,8 @@ def _request_refresh(account: MailAccount, row: OAuth2Token) -> dict:
         status = _status_of(e.error)
         message = explain(e.error, e.description)
         if status == "reauth":
-            message = f"Re-authorization needed: {message} ({REAUTH_HINT})"
+            hint = "" if "Re-authorize" in message else f" ({REAUTH_HINT})"
+            message = f"Re-authorization needed: {message}{hint}"
         _give_up(account, row, message, status)
     except requests.HTTPError as e:
         code = e.response.status_code if e.response is not None else 0
