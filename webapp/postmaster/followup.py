@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from ..models import Article, Ticket, utcnow
 from .dispatch import header_flag, lookup_named, sender_type
@@ -43,6 +43,10 @@ class TicketRef:
 
 _TICKET = Ticket.__table__
 _ARTICLE = Article.__table__
+# Built once: an "expanding" IN parameter keeps the compiled statement cached.
+_SELECT_BY_MESSAGE_IDS = select(_ARTICLE.c.message_id, _ARTICLE.c.ticket_id).where(
+    _ARTICLE.c.message_id.in_(bindparam("ids", expanding=True))
+)
 _SELECT_TICKETS = select(_TICKET.c.id, _TICKET.c.number, _TICKET.c.state_id, _TICKET.c.priority_id)
 
 
@@ -66,9 +70,7 @@ def ticket_by_message_ids(conn: Connection, mail: ParsedMail) -> tuple[TicketRef
     ids = {i for i in (clean_message_id(m) for m, _ in wanted) if i}
     if not ids:
         return None
-    rows = conn.execute(
-        select(_ARTICLE.c.message_id, _ARTICLE.c.ticket_id).where(_ARTICLE.c.message_id.in_(ids))
-    ).all()
+    rows = conn.execute(_SELECT_BY_MESSAGE_IDS, {"ids": list(ids)}).all()
     if not rows:
         return None
     ticket_of = {message_id: ticket_id for message_id, ticket_id in rows}
