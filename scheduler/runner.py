@@ -56,6 +56,7 @@ class SchedulerProcess:
         self.stop_wait = float(config["MAIL_TIMEOUT"]) + STOP_GRACE_SECONDS
         self.started_at = utcnow()
         self.stopping = threading.Event()
+        self.stop_requested_at = 0.0
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
         self.running: dict[int, Running] = {}
@@ -99,13 +100,17 @@ class SchedulerProcess:
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, _frame) -> None:
+            name = signal.Signals(signum).name
             if self.stopping.is_set():
-                log.warning("second %s: exiting now", signal.Signals(signum).name)
-                self._release_running()
-                os._exit(1)
-            log.info(
-                "%s: finishing the current step of running fetches", signal.Signals(signum).name
-            )
+                # Ctrl-C in scripts/run.sh sends SIGINT to the whole group and then the script's
+                # SIGTERM: only a signal well after the first one means "exit now".
+                if time.monotonic() - self.stop_requested_at > 2.0:
+                    log.warning("second %s: exiting now", name)
+                    self._release_running()
+                    os._exit(1)
+                return
+            log.info("%s: stopping after the current step of running fetches", name)
+            self.stop_requested_at = time.monotonic()
             self.stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
@@ -135,8 +140,8 @@ class SchedulerProcess:
         return 0
 
     def _release_running(self) -> None:
-        with self.lock:
-            leases = [r.lease for r in self.running.values()]
+        # No self.lock: this also runs in a signal handler, which may interrupt its holder.
+        leases = [r.lease for r in list(self.running.values())]
         with self.app.app_context():
             for lease in leases:
                 jobs.give_back(lease, due_again=True)
