@@ -11,8 +11,11 @@ from webapp.extensions import db
 from webapp.mail_accounts.service import MailAccountInput, create_mail_account
 from webapp.models import MailAccount, Queue, SystemAddress
 
-# The only endpoints reachable without signing in.
-ALLOWED_ANONYMOUS = {"auth.login", "dashboard.healthz", "static"}
+# The only endpoints reachable without signing in. oauth2.callback is public on purpose: the
+# provider's redirect (and the CLI's one-time sign-in link) arrives without our session, so
+# the flow checks its own state and binding (webapp/oauth/flow.py). Any new public endpoint
+# must be added here consciously.
+ALLOWED_ANONYMOUS = {"auth.login", "dashboard.healthz", "static", "oauth2.callback"}
 
 
 def _seed_rows(app) -> None:
@@ -36,6 +39,12 @@ def _url_for_rule(rule) -> str:
         value = "1" if type(converter).__name__ in ("IntegerConverter", "NumberConverter") else "x"
         url = re.sub(rf"<(?:[^:<>]+:)?{argument}>", value, url)
     return url
+
+
+def test_public_endpoints_are_exactly_the_allowed_ones():
+    from webapp.auth import PUBLIC_ENDPOINTS
+
+    assert set(PUBLIC_ENDPOINTS) == ALLOWED_ANONYMOUS
 
 
 def test_every_route_requires_sign_in(app, client):
