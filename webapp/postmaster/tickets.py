@@ -73,8 +73,10 @@ def _increment_counter(conn: Connection, day: str) -> int:
         # Own short autocommit transaction: inside the fetch batch the row lock would be
         # held until the batch commits and serialize (or deadlock) parallel fetch workers.
         # A rolled back batch leaves a gap in the numbers, which is harmless.
-        with conn.engine.connect() as own:
-            own = own.execution_options(isolation_level="AUTOCOMMIT")
+        with conn.engine.begin() as own:
+            # No WAL flush wait (~10 ms per ticket otherwise). Still safe: WAL is flushed in
+            # order, so any durably committed ticket implies its counter update is durable.
+            own.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return own.execute(stmt, {"day": day}).scalar_one()
     # SQLite has one writer: a second connection would wait for our own batch lock.
     return conn.execute(stmt, {"day": day}).scalar_one()
