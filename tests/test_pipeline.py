@@ -21,6 +21,7 @@ from webapp.models import (
     TicketState,
 )
 from webapp.postmaster import pipeline
+from webapp.postmaster import tickets as tickets_module
 from webapp.postmaster.parse import ParseLimits
 from webapp.postmaster.pipeline import (
     build_context,
@@ -310,6 +311,21 @@ def test_error_in_the_middle_rolls_back_only_that_message(app_ctx, monkeypatch):
     titles = sorted(t.title for t in db.session.query(Ticket))
     assert titles == ["one", "three"]
     assert db.session.query(Article).count() == 2
+
+
+def test_database_error_in_the_middle_does_not_poison_the_batch(app_ctx, monkeypatch):
+    """An IntegrityError (on PostgreSQL it aborts the transaction) only fails its message."""
+    ctx = build_context(make_account())
+    first = process_message(ctx, make_mail(subject="one"))
+    taken = db.session.get(Ticket, first.ticket_id).number
+    monkeypatch.setattr(tickets_module, "next_ticket_number", lambda conn, day=None: taken)
+    bad = process_message(ctx, make_mail(subject="two"))
+    monkeypatch.undo()
+    good = process_message(ctx, make_mail(subject="three"))
+    db.session.commit()
+    assert (first.kind, bad.kind, good.kind) == ("new_ticket", "failed", "new_ticket")
+    assert "IntegrityError" in db.session.get(FailedMail, bad.failed_mail_id).error
+    assert sorted(t.title for t in db.session.query(Ticket)) == ["one", "three"]
 
 
 def test_process_message_never_commits(app_ctx):
