@@ -186,3 +186,16 @@ def test_cli_authorize_needs_the_public_url(runner, linked):
     result = runner.invoke(args=["mail-account", "authorize", str(linked.id)])
     assert result.exit_code == 2
     assert "POSTMASTER_PUBLIC_URL" in result.output
+
+
+def test_test_connection_of_an_unlinked_account_says_why(admin_client, app_ctx, idp, ms_tenant):
+    profile_id = make_profile(idp, ms_tenant)
+    account = MailAccount(
+        type="IMAPOAuth2", username="x@contoso.test", host="h", oauth2_profile_id=profile_id
+    )
+    db.session.add(account)
+    db.session.commit()
+    page = admin_client.post(f"/mail-accounts/{account.id}/test", follow_redirects=True)
+    text = page.get_data(as_text=True)
+    assert "Connection failed: This mail account is not linked yet" in text
+    assert "Not linked yet" in text and f"/oauth2/reauthorize/{account.id}" in text

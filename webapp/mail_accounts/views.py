@@ -152,6 +152,7 @@ def fetch_now(account_id: int) -> Response:
 def test_connection(account_id: int) -> Response:
     account = _get_account(account_id)
     try:
+        from ..oauth.tokens import OAuth2TokenError
         from ..postmaster.fetch import test_connection as run_test
         from ..postmaster.mailbox import MailError
     except ImportError:
@@ -161,6 +162,8 @@ def test_connection(account_id: int) -> Response:
             report = run_test(account)
         except MailError as e:  # admin-readable, without secrets
             flash(f"Connection failed: {e}", "error")
+        except OAuth2TokenError as e:  # no access token (e.g. re-authorization needed)
+            flash(f"Connection failed: {e.admin_message}", "error")
         else:
             folders = ", ".join(report.folders[:20]) or "-"
             flash(
