@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import FetchRun, FolderState, MailAccount, OversizedMessage, SeenMessage, utcnow
@@ -133,9 +134,18 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
     except Exception as e:  # the one broad except: one broken account never stops the rest
         current_app.logger.exception("fetch of mail account %s failed", account.id)
         status = getattr(e, "fetch_status", "error")
-        _fail(state, status, getattr(e, "admin_message", None) or f"{type(e).__name__}: {e}")
+        _fail(state, status, getattr(e, "admin_message", None) or _internal_error_text(e))
     _finish_run(state)
     return result
+
+
+def _internal_error_text(error: Exception) -> str:
+    """An unexpected error, in words safe to show: database errors carry their SQL
+    parameters (mail content, ciphertext) in str(), so only the driver's error class is shown."""
+    if isinstance(error, SQLAlchemyError):
+        cause = type(getattr(error, "orig", None) or error).__name__
+        return f"database error ({cause}); the batch was rolled back and stays on the server"
+    return f"internal error ({type(error).__name__}): {error}"
 
 
 def _fail(state: _Run, status: str, message: str) -> None:
