@@ -28,8 +28,6 @@ from . import jobs
 log = logging.getLogger("scheduler")
 
 RETENTION_EVERY = timedelta(hours=1)
-# Extra time after the read timeout for a stopping fetch to write its log and release.
-STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -48,12 +46,13 @@ class SchedulerProcess:
         self.workers = max(1, int(config["SCHEDULER_WORKERS"]))
         self.poll_seconds = float(config["SCHEDULER_POLL_SECONDS"])
         self.lease_seconds = float(config["LEASE_SECONDS"])
-        self.fetch_deadline = float(config.get("FETCH_DEADLINE_SECONDS", 1800))
+        self.fetch_deadline = float(config["FETCH_DEADLINE_SECONDS"])
         # The heartbeat also renews running leases: beat several times per lease period.
         self.heartbeat_seconds = max(
             0.5, min(float(config["HEARTBEAT_STALE_SECONDS"]) / 4, self.lease_seconds / 3)
         )
-        self.stop_wait = float(config["MAIL_TIMEOUT"]) + STOP_GRACE_SECONDS
+        # A fetch blocked in a read gives up after MAIL_TIMEOUT; nobody waits longer than that.
+        self.stop_wait = float(config["MAIL_TIMEOUT"])
         self.started_at = utcnow()
         self.stopping = threading.Event()
         self.stop_requested_at = 0.0

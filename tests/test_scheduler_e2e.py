@@ -3,6 +3,8 @@ changes apply without a restart, SIGTERM stops cleanly without loss or duplicate
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from tests.scheduling import (
     wait_for,
 )
 from webapp.extensions import db
-from webapp.models import FetchRun, MailAccount, SchedulerNode
+from webapp.models import FetchRun, MailAccount, SchedulerNode, utcnow
 from webapp.postmaster.requests import request_fetch
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -141,3 +143,63 @@ def test_sigterm_during_a_fetch_exits_promptly_without_loss(
     assert sorted(stored_message_ids()) == sorted(ids)
     assert dovecot.message_count(mail_user.username) == 0
     assert_runs_never_overlap()
+
+
+@pytest.fixture
+def trickling_server():
+    """A TCP server that sends one byte a second and never a whole IMAP greeting line: a read
+    never times out, so the fetch thread is stuck for good (threads cannot be killed)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        clients = []
+        while not stop.is_set():
+            try:
+                clients.append(server.accept()[0])
+            except TimeoutError:
+                pass
+            for client in clients:
+                try:
+                    client.sendall(b"*")
+                except OSError:
+                    pass
+            stop.wait(0.8)
+        for client in clients:
+            client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_sigterm_with_a_fetch_stuck_in_a_read_exits_within_the_read_timeout(
+    app, app_ctx, trickling_server, tmp_path
+):
+    account = MailAccount(
+        type="IMAP", host="127.0.0.1", port=trickling_server, username="stuck", password="pw",
+        validity="valid", created_by="test", changed_by="test",
+    )  # fmt: skip
+    db.session.add(account)
+    db.session.commit()
+    proc = start_scheduler(app, tmp_path / "scheduler.log", POSTMASTER_MAIL_TIMEOUT="3")
+    try:
+        wait_for(lambda: runs_of(account.id), 20, "the fetch to start")
+        time.sleep(1)
+    finally:
+        started = time.monotonic()
+        code = stop_scheduler(proc)
+        took = time.monotonic() - started
+    assert code == 0, log_text(proc)
+    assert took < 3 + 2, f"took {took:.1f}s"
+    assert "did not stop in time; releasing their leases" in log_text(proc)
+    db.session.expire_all()
+    account = db.session.get(MailAccount, account.id)
+    assert account.lease_owner is None  # another scheduler may take it at once
+    assert account.next_run_at is not None and account.next_run_at <= utcnow()

@@ -54,7 +54,12 @@ def test_run_script_starts_both_and_ctrl_c_stops_both(tmp_path):
         assert web_ok and scheduler_ok, log.read_text(errors="replace")
 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            processes = subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(proc.pid)],
+                                       capture_output=True, text=True).stdout  # fmt: skip
+            raise AssertionError(f"{processes}\n{log.read_text(errors='replace')}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

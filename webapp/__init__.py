@@ -53,8 +53,10 @@ def load_config(app: Flask, test_config: dict | None) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db_path}"
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Several processes (web, scheduler, CLI) share one SQLite file: wait for locks.
-        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        # A copy: the default dict is shared by every app in the process (tests mix databases).
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 30})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
 def check_config(app: Flask) -> None:

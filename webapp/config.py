@@ -37,6 +37,8 @@ class DefaultConfig:
     SCHEDULER_POLL_SECONDS = 5.0
     LEASE_SECONDS = 300  # a fetch lease; extended while a fetch runs, expires when its holder dies
     HEARTBEAT_STALE_SECONDS = 120
+    # A scheduler fetch running longer stops at its next batch (the rest comes next run).
+    FETCH_DEADLINE_SECONDS = 1800
 
     # Reverse proxy: number of trusted proxies in front of the app (0 = ignore X-Forwarded-*).
     TRUSTED_PROXIES = 0
