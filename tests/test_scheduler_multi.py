@@ -34,9 +34,13 @@ MESSAGES = 100
 LEASE_SECONDS = 3
 
 
-@pytest.fixture
-def database_url(database_server_url):
-    """Always PostgreSQL here: row locks and several processes are the point of this test."""
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request, database_server_url, tmp_path):
+    """PostgreSQL in both passes (row locks are the point), and also one SQLite file: the
+    same code must stay correct for several processes on one machine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'multi.sqlite'}"
+        return
     server = database_server_url or os.environ.get(
         "POSTMASTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"
     )
