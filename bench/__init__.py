@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.fetch` (see docs/benchmarks.md)."""

@@ -1,0 +1,866 @@
+"""Fetch benchmark (issue 6): our ingest against plain loops and the classic fetchers.
+
+    .venv/bin/python -m bench.fetch [--messages 10000] [--runs 3] [--only imap|pop3]
+                                    [--scenario basic|accounts|large] [--json FILE]
+
+Starts the same private Dovecot the tests use (tests/servers/dovecot.py; needs root), loads a
+fresh mailbox for every single measurement (tests/mailgen.realistic_corpus) and runs each
+fetcher as its own child process, so wall time and peak RSS (VmHWM polled from /proc) are
+are comparable. Wall time includes interpreter start-up; so does the baseline's.
+
+basic     per protocol: baseline loop (parse_mail), naive loop (email.message_from_bytes),
+          getmail6 and fetchmail when installed, and our CLI fetch into SQLite and PostgreSQL.
+accounts  200 accounts x 50 messages fetched by one `python -m scheduler` per pool size.
+large     one 25 MB message among small ones (peak RSS), then 10,000 vs --large-messages
+          (default 100,000) messages over IMAP into SQLite (growth must stay linear).
+
+Every run of ours is checked: each loaded message is exactly one article or failed mail, one
+dedupe key each, and the mailbox is empty afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.mailgen import make_mail, realistic_corpus  # noqa: E402
+from tests.servers.dovecot import Dovecot  # noqa: E402
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PASSWORD = "bench-password"
+MB = 1024 * 1024
+
+
+# -- measuring child processes ---------------------------------------------------------------
+
+
+@dataclass
+class ChildRun:
+    returncode: int
+    seconds: float
+    maxrss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_child(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600, cwd: Path = REPO
+) -> ChildRun:
+    """Run one process; wall time and its own peak RSS, output captured in files."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
+        peak = PeakRss(proc.pid)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        seconds = time.perf_counter() - started
+        peak.stop()
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(
+            proc.returncode,
+            seconds,
+            peak.mb,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+
+
+class PeakRss:
+    """Polls /proc/PID/status VmHWM (the high-water mark of the process's own memory).
+
+    Not wait4's ru_maxrss: Linux carries the parent's RSS at fork into the child's ru_maxrss
+    across exec, so every child of this (big) process would report at least its size.
+    VmHWM only grows, so polling every 10 ms misses at most a peak in the last 10 ms.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _poll(self, interval: float) -> None:
+        path = f"/proc/{self.pid}/status"
+        while not self._stop.is_set():
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                pass
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return self.kb / 1024
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# -- mailboxes -------------------------------------------------------------------------------
+
+
+class Mailboxes:
+    """Fresh Dovecot users, each loaded with a corpus, on one private Dovecot."""
+
+    def __init__(self, dovecot: Dovecot) -> None:
+        self.dovecot = dovecot
+        self.counter = 0
+
+    def load(self, raws: Iterable[bytes]) -> tuple[str, int, int]:
+        """A new user with these messages; returns (username, count, total bytes)."""
+        self.counter += 1
+        user = f"bench{self.counter}-{uuid.uuid4().hex[:6]}"
+        self.dovecot.add_user(user, PASSWORD)
+        stats = [0, 0]
+
+        def counted() -> Iterator[bytes]:
+            for raw in raws:
+                stats[0] += 1
+                stats[1] += len(raw)
+                yield raw
+
+        self.dovecot.deliver_many(user, counted())
+        return user, stats[0], stats[1]
+
+    def port(self, protocol: str) -> int:
+        return self.dovecot.imaps_port if protocol == "imap" else self.dovecot.pop3s_port
+
+    def remaining(self, user: str) -> int:
+        return self.dovecot.message_count(user)
+
+    def drop(self, user: str) -> None:
+        """Free the disk of a finished measurement."""
+        shutil.rmtree(self.dovecot.home(user), ignore_errors=True)
+
+
+def corpus(n: int, seed: int) -> Iterator[bytes]:
+    return realistic_corpus(n, seed=seed)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    scenario: str
+    tool: str
+    protocol: str
+    messages: int
+    mbytes: float
+    seconds: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    ok: bool = True
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.median if self.seconds else float("nan")
+
+    @property
+    def spread(self) -> str:
+        """Min-max around the median, in percent (the noise of this machine)."""
+        if len(self.seconds) < 2:
+            return "-"
+        med = self.median
+        low, high = (min(self.seconds) / med - 1) * 100, (max(self.seconds) / med - 1) * 100
+        return f"{low:+.0f}/{high:+.0f}%"
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.update(
+            median_seconds=self.median,
+            messages_per_second=self.rate,
+            mb_per_second=self.mbytes / self.median if self.seconds else None,
+            peak_rss_mb=max(self.rss_mb) if self.rss_mb else None,
+        )
+        return data
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, str], Result] = {}
+
+    def add(
+        self,
+        scenario: str,
+        tool: str,
+        protocol: str,
+        n: int,
+        nbytes: int,
+        run: ChildRun,
+        ok: bool,
+        note: str = "",
+    ) -> Result:
+        key = (scenario, tool, protocol)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = Result(scenario, tool, protocol, n, nbytes / MB)
+        if ok:
+            row.seconds.append(run.seconds)
+            row.rss_mb.append(run.maxrss_mb)
+        else:
+            row.ok = False
+            row.note = note[-400:]
+        print(
+            f"  {scenario:8} {tool:26} {protocol:5} {n:7} msgs {run.seconds:8.2f}s "
+            f"{n / run.seconds:7.0f}/s rss {run.maxrss_mb:6.0f} MB {'ok' if ok else 'FAILED'}"
+            + (f" ({note[-300:]})" if note and not ok else ""),
+            flush=True,
+        )
+        return row
+
+    def get(self, scenario: str, tool: str, protocol: str) -> Result | None:
+        return self.rows.get((scenario, tool, protocol))
+
+    def table(self) -> str:
+        head = (
+            f"| scenario | fetcher | proto | msgs | median s | spread | msg/s | MB/s | "
+            f"peak RSS MB | ours/baseline | ours/getmail6 |\n|{'---|' * 11}"
+        )
+        lines = [head]
+        for row in self.rows.values():
+            base = self.get(row.scenario, "baseline loop (parse_mail)", row.protocol)
+            getmail = self.get(row.scenario, "getmail6", row.protocol)
+            ratio = gm = ""
+            if row.tool.startswith("ours") and row.seconds:
+                if base and base.seconds:
+                    ratio = f"{row.rate / base.rate:.2f}x"
+                if getmail and getmail.seconds:
+                    gm = f"{row.rate / getmail.rate:.1f}x"
+            if not row.ok:
+                lines.append(
+                    f"| {row.scenario} | {row.tool} | {row.protocol} | {row.messages} | "
+                    f"FAILED: {row.note[-120:]} |||||||"
+                )
+                continue
+            lines.append(
+                f"| {row.scenario} | {row.tool} | {row.protocol} | {row.messages} | "
+                f"{row.median:.2f} | {row.spread} | {row.rate:.0f} | "
+                f"{row.mbytes / row.median:.1f} | {max(row.rss_mb):.0f} | {ratio} | {gm} |"
+            )
+        return "\n".join(lines)
+
+
+# -- the fetchers ----------------------------------------------------------------------------
+
+
+def baseline(
+    ctx: Bench, protocol: str, parse: str, raws: Iterable[bytes], scenario: str, tool: str
+) -> None:
+    user, n, nbytes = ctx.boxes.load(raws)
+    run = run_child(
+        [
+            sys.executable,
+            "-m",
+            "bench.loops",
+            protocol,
+            "--parse",
+            parse,
+            "--port",
+            str(ctx.boxes.port(protocol)),
+            "--user",
+            user,
+            "--password",
+            PASSWORD,
+            "--ca",
+            ctx.dovecot.ca_file,
+        ]
+    )
+    ok, note = run.returncode == 0, run.stderr
+    if ok:
+        got = json.loads(run.stdout.strip().splitlines()[-1])
+        left = ctx.boxes.remaining(user)
+        ok = got["count"] == n and left == 0
+        note = f"fetched {got['count']} of {n}, {left} left on the server"
+    ctx.results.add(scenario, tool, protocol, n, nbytes, run, ok, note)
+    ctx.boxes.drop(user)
+
+
+def getmail6(ctx: Bench, protocol: str, raws: Iterable[bytes], scenario: str) -> None:
+    user, n, nbytes = ctx.boxes.load(raws)
+    with tempfile.TemporaryDirectory(prefix="bench-getmail-") as tmp:
+        maildir = Path(tmp) / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True)
+        # getmail6 refuses to deliver as root: it runs as "nobody", as a user's cron job would.
+        for path in [Path(tmp), maildir, *maildir.iterdir()]:
+            shutil.chown(path, "nobody", "nogroup")
+        retriever = "SimpleIMAPSSLRetriever" if protocol == "imap" else "SimplePOP3SSLRetriever"
+        rc = Path(tmp) / "getmailrc"
+        rc.write_text(
+            f"[retriever]\ntype = {retriever}\nserver = 127.0.0.1\n"
+            f"port = {ctx.boxes.port(protocol)}\nusername = {user}\npassword = {PASSWORD}\n"
+            f"ca_certs = {ctx.dovecot.ca_file}\n"
+            + ('mailboxes = ("INBOX",)\n' if protocol == "imap" else "")
+            + f"\n[destination]\ntype = Maildir\npath = {maildir}/\n\n"
+            "[options]\ndelete = true\nread_all = true\nverbose = 0\n"
+            "message_log_syslog = false\n"
+        )
+        shutil.chown(rc, "nobody", "nogroup")
+        run = run_child(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "getmail",
+                f"--rcfile={rc}",
+                f"--getmaildir={tmp}",
+            ],
+            env=dict(os.environ, HOME=tmp),
+        )
+        got = len(list((maildir / "new").iterdir()))
+    left = ctx.boxes.remaining(user)
+    ok = run.returncode == 0 and got == n and left == 0
+    note = f"rc {run.returncode}, {got} of {n} in the Maildir, {left} left; {run.stderr}"
+    ctx.results.add(scenario, "getmail6", protocol, n, nbytes, run, ok, note)
+    ctx.boxes.drop(user)
+
+
+def fetchmail(ctx: Bench, protocol: str, raws: Iterable[bytes], scenario: str) -> None:
+    user, n, nbytes = ctx.boxes.load(raws)
+    with tempfile.TemporaryDirectory(prefix="bench-fetchmail-") as tmp:
+        maildir = Path(tmp) / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True)
+        # Its MDA runs once per message, as with procmail or maildrop: a Maildir file each.
+        mda = f"/bin/sh -c 'cat > {maildir}/tmp/$$ && mv {maildir}/tmp/$$ {maildir}/new/$$'"
+        rc = Path(tmp) / "fetchmailrc"
+        rc.write_text(
+            "set no syslog\n"
+            f"poll 127.0.0.1 service {ctx.boxes.port(protocol)} "
+            f"protocol {'IMAP' if protocol == 'imap' else 'POP3'}\n"
+            f'  user "{user}" password "{PASSWORD}" is root here\n'
+            f'  ssl sslcertck sslcertfile "{ctx.dovecot.ca_file}" sslcommonname "localhost"\n'
+            f'  nokeep fetchall mda "{mda.replace(chr(34), chr(92) + chr(34))}"\n'
+        )
+        rc.chmod(0o600)
+        env = dict(os.environ, HOME=tmp, FETCHMAILHOME=tmp)
+        run = run_child(
+            ["fetchmail", "-f", str(rc), "--nosyslog", "-N", "--pidfile", f"{tmp}/pid"], env=env
+        )
+        got = len(list((maildir / "new").iterdir()))
+    left = ctx.boxes.remaining(user)
+    # fetchmail leaves a message without a header/body separator on the server (counted).
+    ok = run.returncode == 0 and got + left == n
+    note = f"rc {run.returncode}, {got} of {n} delivered, {left} left; {run.stderr[-300:]}"
+    if left and os.environ.get("BENCH_DEBUG"):
+        print(run.stdout[-3000:], ctx.dovecot.messages(user)[0][:1500])
+    row = ctx.results.add(scenario, "fetchmail", protocol, n, nbytes, run, ok, note)
+    if ok and left:
+        row.note = f"left {left} malformed message(s) on the server"
+    ctx.boxes.drop(user)
+
+
+class Database:
+    """A fresh SQLite file or PostgreSQL database with the schema, seed and accounts."""
+
+    def __init__(self, kind: str, pg_url: str, tmp: Path) -> None:
+        from cryptography.fernet import Fernet
+
+        self.kind = kind
+        self.pg_url = pg_url
+        self.keys = Fernet.generate_key().decode()
+        if kind == "sqlite":
+            self.name = str(tmp / f"bench-{uuid.uuid4().hex[:8]}.sqlite")
+            self.url = f"sqlite:///{self.name}"
+        else:
+            self.name = f"pm_bench_{uuid.uuid4().hex[:10]}"
+            self._admin(f'CREATE DATABASE "{self.name}"')
+            self.url = f"{pg_url}/{self.name}"
+        self.app = self._app()
+        from webapp.extensions import db
+        from webapp.seed import seed_database
+
+        with self.app.app_context():
+            db.create_all()
+            seed_database()
+            db.session.remove()
+            db.engine.dispose()
+
+    def _admin(self, sql: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(f"{self.pg_url}/postgres", isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+        engine.dispose()
+
+    def _app(self):
+        from webapp import create_app
+
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": self.url,
+                "ENCRYPTION_KEYS": self.keys,
+                "SECRET_KEY": "bench",
+                # Own dict: create_app fills SQLite's connect_args into the one it is given, and
+                # DefaultConfig's shared {} would leak them into a later PostgreSQL app.
+                "SQLALCHEMY_ENGINE_OPTIONS": {},
+            }
+        )
+        return app
+
+    def setup(self, accounts: list[tuple[str, int, str]], cap: int) -> list[int]:
+        """Mail accounts (user, port, type) and the per-run cap above N; returns their ids."""
+        from webapp.extensions import db
+        from webapp.models import MailAccount
+        from webapp.settings import set_setting
+
+        with self.app.app_context():
+            rows = [
+                MailAccount(
+                    type=account_type,
+                    host="127.0.0.1",
+                    port=port,
+                    username=user,
+                    password=PASSWORD,
+                    trusted=False,
+                    dispatch="to",
+                    validity="valid",
+                    created_by="bench",
+                    changed_by="bench",
+                )
+                for user, port, account_type in accounts
+            ]
+            db.session.add_all(rows)
+            set_setting("MaxMessagesPerRun", str(cap))
+            set_setting("MaxMessageSizeMB", "64")
+            db.session.commit()
+            ids = [r.id for r in rows]
+            db.session.remove()
+            db.engine.dispose()
+        return ids
+
+    def env(self, ca_file: str, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FLASK_APP="wsgi",
+            POSTMASTER_SQLALCHEMY_DATABASE_URI=self.url,
+            POSTMASTER_ENCRYPTION_KEYS=self.keys,
+            POSTMASTER_SECRET_KEY="bench-secret",
+            POSTMASTER_MAIL_CA_FILE=ca_file,
+        )
+        env.update(extra)
+        return env
+
+    def counts(self) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from webapp.extensions import db
+        from webapp.models import Article, FailedMail, FetchRun, RawMail, SeenMessage
+
+        with self.app.app_context():
+
+            def count(col):
+                return db.session.scalar(select(func.count(col)))
+
+            result = {
+                "articles": count(Article.id),
+                "failed": count(FailedMail.id),
+                "seen": count(SeenMessage.id),
+                "seen_keys": db.session.scalar(select(func.count(func.distinct(SeenMessage.key)))),
+                "raw": count(RawMail.id),
+                "runs_finished": db.session.scalar(
+                    select(func.count(FetchRun.id)).where(FetchRun.finished_at.is_not(None))
+                ),
+            }
+            db.session.remove()
+            db.engine.dispose()
+        return result
+
+    def drop(self) -> None:
+        if self.kind == "sqlite":
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(self.name + suffix).unlink(missing_ok=True)
+        else:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def exactly_once(counts: dict[str, int], n: int) -> str:
+    """'' when every loaded message is one article or failed mail with one key; else why not."""
+    problems = []
+    if counts["articles"] + counts["failed"] != n:
+        problems.append(f"{counts['articles']} articles + {counts['failed']} failed != {n}")
+    if counts["seen"] != n or counts["seen_keys"] != n:
+        problems.append(f"{counts['seen']} dedupe keys ({counts['seen_keys']} distinct) != {n}")
+    if counts["raw"] != n:
+        problems.append(f"{counts['raw']} raw mails != {n}")
+    return "; ".join(problems)
+
+
+def ours(
+    ctx: Bench,
+    protocol: str,
+    dbkind: str,
+    raws: Iterable[bytes],
+    scenario: str,
+    tool: str | None = None,
+) -> Result:
+    user, n, nbytes = ctx.boxes.load(raws)
+    database = Database(dbkind, ctx.pg_url, ctx.tmp)
+    try:
+        account_type = "IMAPS" if protocol == "imap" else "POP3S"
+        (account_id,) = database.setup([(user, ctx.boxes.port(protocol), account_type)], n + 1)
+        run = run_child(
+            [
+                *ctx.wrap,
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "wsgi",
+                "mail-account",
+                "fetch",
+                "--mail-account-id",
+                str(account_id),
+            ],
+            env=database.env(ctx.dovecot.ca_file),
+        )
+        counts = database.counts()
+    finally:
+        database.drop()
+    left = ctx.boxes.remaining(user)
+    problems = exactly_once(counts, n)
+    if left:
+        problems += f"; {left} messages left on the server"
+    ok = run.returncode == 0 and not problems
+    note = f"rc {run.returncode}: {problems} {run.stdout[-200:]} {run.stderr[-600:]}"
+    ctx.boxes.drop(user)
+    return ctx.results.add(
+        scenario, tool or f"ours CLI -> {dbkind}", protocol, n, nbytes, run, ok, note
+    )
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    dovecot: Dovecot
+    boxes: Mailboxes
+    results: Results
+    tmp: Path
+    pg_url: str | None
+    dbs: list[str]
+    classic: bool
+    wrap: list[str] = field(default_factory=list)  # e.g. a profiler around our CLI
+    extra: dict = field(default_factory=dict)
+
+
+def scenario_basic(ctx: Bench, n: int, runs: int, protocols: list[str]) -> None:
+    for r in range(runs):
+        print(f"basic: run {r + 1} of {runs}, {n} messages", flush=True)
+        for protocol in protocols:
+            seed = 1000 + r
+            if not ctx.wrap:  # profiling: ours only
+                baseline(
+                    ctx,
+                    protocol,
+                    "pipeline",
+                    corpus(n, seed),
+                    "basic",
+                    "baseline loop (parse_mail)",
+                )
+                baseline(ctx, protocol, "naive", corpus(n, seed), "basic", "naive loop (compat32)")
+            if ctx.classic and not ctx.wrap and shutil.which("getmail"):
+                getmail6(ctx, protocol, corpus(n, seed), "basic")
+            if ctx.classic and not ctx.wrap and shutil.which("fetchmail"):
+                fetchmail(ctx, protocol, corpus(n, seed), "basic")
+            for dbkind in ctx.dbs:
+                ours(ctx, protocol, dbkind, corpus(n, seed), "basic")
+
+
+def scenario_accounts(ctx: Bench, accounts: int, per_account: int, pools: list[int]) -> None:
+    """One scheduler process fetches all accounts; time from start until every run finished."""
+    from sqlalchemy import create_engine, text
+
+    from webapp.config import DefaultConfig
+
+    dbkind = "postgresql" if "postgresql" in ctx.dbs else "sqlite"
+    n = accounts * per_account
+    for workers in pools:
+        print(f"accounts: {accounts} x {per_account} messages, {workers} workers", flush=True)
+        raws = list(corpus(n, 77 + workers))
+        users, nbytes = [], 0
+        for i in range(accounts):
+            user, _, size = ctx.boxes.load(raws[i * per_account : (i + 1) * per_account])
+            users.append(user)
+            nbytes += size
+        del raws
+        database = Database(dbkind, ctx.pg_url, ctx.tmp)
+        try:
+            database.setup([(u, ctx.boxes.port("imap"), "IMAPS") for u in users], per_account + 1)
+            env = database.env(
+                ctx.dovecot.ca_file,
+                POSTMASTER_SCHEDULER_WORKERS=str(workers),
+                POSTMASTER_SCHEDULER_POLL_SECONDS="0.2",
+            )
+            engine = create_engine(database.url)
+            done_at: list[float] = []
+
+            def watch(proc: subprocess.Popen, started: float, engine=engine, done_at=done_at):
+                sql = text("SELECT count(*) FROM fetch_run WHERE finished_at IS NOT NULL")
+                while proc.poll() is None:
+                    with engine.connect() as conn:
+                        finished = conn.execute(sql).scalar()
+                    if finished >= accounts:
+                        done_at.append(time.perf_counter() - started)
+                        os.kill(proc.pid, signal.SIGTERM)
+                        return
+                    if time.perf_counter() - started > 1800:
+                        os.kill(proc.pid, signal.SIGTERM)
+                        return
+                    time.sleep(0.1)
+
+            with tempfile.TemporaryFile() as log:
+                started = time.perf_counter()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "scheduler"],
+                    cwd=REPO,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
+                watcher = threading.Thread(target=watch, args=(proc, started), daemon=True)
+                watcher.start()
+                peak = PeakRss(proc.pid)
+                proc.wait()
+                peak.stop()
+                watcher.join()
+                log.seek(0)
+                output = log.read().decode("utf-8", "replace")
+            engine.dispose()
+            seconds = done_at[0] if done_at else time.perf_counter() - started
+            run = ChildRun(proc.returncode, seconds, peak.mb, "", output)
+            counts = database.counts()
+        finally:
+            database.drop()
+        left = sum(ctx.boxes.remaining(u) for u in users)
+        problems = exactly_once(counts, n)
+        if left:
+            problems += f"; {left} messages left on the server"
+        ok = bool(done_at) and not problems
+        tool = f"scheduler {workers} workers" + (
+            " (default)" if workers == DefaultConfig.SCHEDULER_WORKERS else ""
+        )
+        ctx.results.add(
+            "accounts",
+            f"{tool} -> {dbkind}",
+            "imap",
+            n,
+            nbytes,
+            run,
+            ok,
+            f"{problems} {output[-600:]}",
+        )
+        for u in users:
+            ctx.boxes.drop(u)
+
+
+def _with_big_message(small: int, big_mb: int, seed: int) -> Iterator[bytes]:
+    """small realistic mails with one big_mb MB mail (a PDF attachment) in the middle."""
+    import random
+
+    rng = random.Random(seed)
+    for i, raw in enumerate(corpus(small, seed)):
+        if i == small // 2:
+            blob = rng.randbytes(big_mb * MB * 3 // 4)  # base64 makes it ~big_mb MB
+            yield make_mail(
+                subject="Big scan",
+                body="See the attached scan.",
+                attachments=[("scan.pdf", "application/pdf", blob)],
+                message_id=f"<big.{seed}@bench.example.test>",
+            )
+        yield raw
+
+
+def scenario_large(ctx: Bench, protocols: list[str], big_n: int, runs: int) -> None:
+    print("large: one 25 MB message among 500 small ones", flush=True)
+    for r in range(runs):
+        for protocol in protocols:
+            baseline(
+                ctx,
+                protocol,
+                "pipeline",
+                _with_big_message(500, 25, 5 + r),
+                "25MB",
+                "baseline loop (parse_mail)",
+            )
+            for dbkind in ctx.dbs:
+                ours(ctx, protocol, dbkind, _with_big_message(500, 25, 5 + r), "25MB")
+    if big_n:
+        base_n = max(big_n // 10, 1)
+        print(f"large: {base_n} then {big_n} messages, IMAP into SQLite", flush=True)
+        small = ours(
+            ctx, "imap", "sqlite", corpus(base_n, 9), "growth", f"ours CLI -> sqlite ({base_n})"
+        )
+        big = ours(
+            ctx, "imap", "sqlite", corpus(big_n, 10), "growth", f"ours CLI -> sqlite ({big_n})"
+        )
+        if small.seconds and big.seconds:
+            ctx.extra["growth"] = {
+                "small_messages": base_n,
+                "small_seconds": small.median,
+                "big_messages": big_n,
+                "big_seconds": big.median,
+                "time_ratio": big.median / small.median,
+            }
+            print(f"growth: {big_n} take {big.median / small.median:.2f}x the time of {base_n}")
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("POSTMASTER_BENCH_PG_URL", DEFAULT_PG_URL)
+    try:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(f"{url}/postgres", connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return url
+    except Exception as e:  # no server: SQLite only
+        print(f"PostgreSQL not available ({type(e).__name__}); SQLite only", flush=True)
+        return None
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["load_before"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Fetch benchmark (docs/benchmarks.md)")
+    p.add_argument("--messages", type=int, default=10_000)
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--only", choices=["imap", "pop3"])
+    p.add_argument("--scenario", choices=["basic", "accounts", "large"], default="basic")
+    p.add_argument(
+        "--db",
+        default="sqlite,postgresql",
+        help="comma-separated: sqlite, postgresql (skipped when no server)",
+    )
+    p.add_argument("--no-classic", action="store_true", help="skip getmail6 and fetchmail")
+    p.add_argument("--accounts", type=int, default=200)
+    p.add_argument("--per-account", type=int, default=50)
+    p.add_argument("--pools", default="1,2,4,8", help="scheduler pool sizes (accounts)")
+    p.add_argument(
+        "--large-messages",
+        type=int,
+        default=100_000,
+        help="the big mailbox of --scenario large (0: skip)",
+    )
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="run our CLI fetch under py-spy (must be installed), collapsed stacks to this file",
+    )
+    args = p.parse_args(argv)
+
+    if os.geteuid() != 0:
+        print("the private Dovecot needs root (it hands mail to uid 8)", file=sys.stderr)
+        return 2
+    dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    pg_url = postgres_url() if "postgresql" in dbs else None
+    if pg_url is None:
+        dbs = [d for d in dbs if d != "postgresql"]
+    protocols = [args.only] if args.only else ["imap", "pop3"]
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    results = Results()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="postmaster-bench-") as tmp, Dovecot() as dovecot:
+        wrap = []
+        if args.profile:
+            wrap = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(args.profile), "--"]
+        ctx = Bench(
+            dovecot, Mailboxes(dovecot), results, Path(tmp), pg_url, dbs, not args.no_classic, wrap
+        )
+        if args.scenario == "basic":
+            scenario_basic(ctx, args.messages, args.runs, protocols)
+        elif args.scenario == "accounts":
+            pools = [int(x) for x in args.pools.split(",")]
+            scenario_accounts(ctx, args.accounts, args.per_account, pools)
+        else:
+            scenario_large(ctx, protocols, args.large_messages, args.runs)
+    print()
+    print(results.table())
+    if "growth" in ctx.extra:
+        g = ctx.extra["growth"]
+        print(
+            f"\n{g['big_messages']} messages took {g['time_ratio']:.2f}x the time of "
+            f"{g['small_messages']} (target <= 11x)"
+        )
+    if args.json:
+        payload = {
+            "machine": info,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "total_seconds": time.perf_counter() - started,
+            "results": [r.as_dict() for r in results.rows.values()],
+            **ctx.extra,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
+    return 0 if all(r.ok for r in results.rows.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
