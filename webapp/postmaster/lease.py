@@ -42,10 +42,15 @@ def _free_or_expired(now: datetime):
 
 def claim_account(account_id: int, owner: str, seconds: float) -> Lease | None:
     """Take the account's lease if nobody holds it (or the holder's lease expired)."""
+    return _claim(account_id, owner, seconds)
+
+
+def _claim(account_id: int, owner: str, seconds: float, *conditions) -> Lease | None:
+    """One conditional UPDATE: free (or expired) plus any extra conditions, or nothing."""
     now = utcnow()
     result = db.session.execute(
         update(MailAccount)
-        .where(MailAccount.id == account_id, _free_or_expired(now))
+        .where(MailAccount.id == account_id, _free_or_expired(now), *conditions)
         .values(
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=seconds),
@@ -197,22 +202,4 @@ def _claim_due_conditional(owner: str, seconds: float, limit: int) -> list[Lease
 
 def _claim_if_due(account_id: int, owner: str, seconds: float) -> Lease | None:
     """claim_account plus the due check in the same UPDATE (still due, still free)."""
-    now = utcnow()
-    result = db.session.execute(
-        update(MailAccount)
-        .where(MailAccount.id == account_id, _due(now), _free_or_expired(now))
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=seconds),
-            lease_generation=MailAccount.lease_generation + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
-        return None
-    generation = db.session.execute(
-        select(MailAccount.lease_generation).where(MailAccount.id == account_id)
-    ).scalar_one()
-    db.session.commit()
-    return Lease(account_id, owner, generation)
+    return _claim(account_id, owner, seconds, _due(utcnow()))
