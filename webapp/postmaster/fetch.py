@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -222,10 +223,25 @@ def _fetch_folder(state: _Run, mailbox: Mailbox) -> None:
         state.log(f"{len(todo)} new messages; taking {cap} (MaxMessagesPerRun), rest next run")
         todo = todo[:cap]
     ctx = build_context(account)
-    for batch in _batches(todo):
-        if state.options.should_stop and state.options.should_stop():
-            raise FetchStopped()
-        _fetch_batch(state, mailbox, ctx, batch, keys, folder_state)
+    batches = list(_batches(todo))
+    max_bytes = current_app.config["FETCH_BATCH_BYTES"]
+    # The next batch downloads in a helper thread while this one is parsed and stored (the
+    # server and the network work on the other core meanwhile). Only downloads overlap: the
+    # connection is used by one thread at a time, and a batch is deleted on the server only
+    # after its commit and after the next download has finished. At most FETCH_BATCH_BYTES of
+    # mail is in flight at once: a next batch that would exceed it downloads afterwards.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-download") as pool:
+        pending: Future | None = None
+        for i, batch in enumerate(batches):
+            if state.options.should_stop and state.options.should_stop():
+                raise FetchStopped()
+            fault_point("before_fetch")
+            downloaded = pending.result() if pending is not None else list(mailbox.fetch(batch))
+            pending = None
+            following = batches[i + 1] if i + 1 < len(batches) else None
+            if following is not None and _size(batch) + _size(following) <= max_bytes:
+                pending = pool.submit(_download, mailbox, following)
+            _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending)
 
 
 def _batches(messages: Sequence[RemoteMessage]) -> Iterable[list[RemoteMessage]]:
@@ -244,12 +260,26 @@ def _batches(messages: Sequence[RemoteMessage]) -> Iterable[list[RemoteMessage]]
         yield batch
 
 
-def _fetch_batch(state, mailbox, ctx, batch, keys, folder_state) -> None:
-    """Download, process and commit one batch, then finish it on the server."""
+def _size(batch: Sequence[RemoteMessage]) -> int:
+    return sum(m.size for m in batch)
+
+
+def _download(
+    mailbox: Mailbox, batch: Sequence[RemoteMessage]
+) -> list[tuple[RemoteMessage, bytes]]:
+    """The helper thread's work: the raw messages of one batch (no database, no app context)."""
+    return list(mailbox.fetch(batch))
+
+
+def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=None) -> None:
+    """Process and commit one downloaded batch, then finish it on the server.
+
+    pending: the next batch's download, running on the same connection; it must be done
+    before the delete is sent (its own errors are raised when its batch is taken).
+    """
     result = state.result
-    fault_point("before_fetch")
     stored: list[RemoteMessage] = []
-    for message, raw in mailbox.fetch(batch):
+    for message, raw in downloaded:
         sha256 = hashlib.sha256(raw).hexdigest()
         key = keys[message.key]
         if state.uidvalidity_changed and _known_content(state, sha256):
@@ -283,6 +313,8 @@ def _fetch_batch(state, mailbox, ctx, batch, keys, folder_state) -> None:
     renew_lease(state.lease, current_app.config["LEASE_SECONDS"])
     db.session.commit()
     fault_point("after_commit")
+    if pending is not None:
+        wait([pending])
     _finish_on_server(state, mailbox, stored, keys)
 
 
