@@ -830,7 +830,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="postmaster-bench-") as tmp, Dovecot() as dovecot:
         wrap = []
         if args.profile:
-            wrap = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(args.profile), "--"]
+            wrap = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(args.profile),
+                "--",
+            ]
         ctx = Bench(
             dovecot, Mailboxes(dovecot), results, Path(tmp), pg_url, dbs, not args.no_classic, wrap
         )
