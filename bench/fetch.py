@@ -241,7 +241,7 @@ class Results:
             row.rss_mb.append(run.maxrss_mb)
         else:
             row.ok = False
-            row.note = note[-400:]
+            row.note = note[:600]  # the problem first, then the tail of the output
         print(
             f"  {scenario:8} {tool:26} {protocol:5} {n:7} msgs {run.seconds:8.2f}s "
             f"{n / run.seconds:7.0f}/s rss {run.maxrss_mb:6.0f} MB {'ok' if ok else 'FAILED'}"
