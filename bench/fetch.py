@@ -500,7 +500,12 @@ class Database:
                 "articles": count(Article.id),
                 "failed": count(FailedMail.id),
                 "seen": count(SeenMessage.id),
-                "seen_keys": db.session.scalar(select(func.count(func.distinct(SeenMessage.key)))),
+                # Keys are unique per account (uid:<uidvalidity>:<uid> repeats across accounts).
+                "seen_keys": db.session.scalar(
+                    select(func.count()).select_from(
+                        select(SeenMessage.mail_account_id, SeenMessage.key).distinct().subquery()
+                    )
+                ),
                 "raw": count(RawMail.id),
                 "runs_finished": db.session.scalar(
                     select(func.count(FetchRun.id)).where(FetchRun.finished_at.is_not(None))
