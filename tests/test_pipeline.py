@@ -292,7 +292,7 @@ def test_error_in_the_middle_rolls_back_only_that_message(app_ctx, monkeypatch):
     account = make_account()
     ctx = build_context(account)
     good1 = process_message(ctx, make_mail(subject="one"))
-    real_create = pipeline.create_ticket
+    real_create = pipeline.create_tickets
     calls = {"n": 0}
 
     def create_then_fail(*args, **kwargs):
@@ -301,7 +301,7 @@ def test_error_in_the_middle_rolls_back_only_that_message(app_ctx, monkeypatch):
         db.session.flush()  # the ticket and article really hit the database...
         raise ValueError("disk full of sadness")  # ...then the message fails
 
-    with mock.patch.object(pipeline, "create_ticket", create_then_fail):
+    with mock.patch.object(pipeline, "create_tickets", create_then_fail):
         bad = process_message(ctx, make_mail(subject="two"))
     good2 = process_message(ctx, make_mail(subject="three"))
     db.session.commit()
@@ -318,7 +318,9 @@ def test_database_error_in_the_middle_does_not_poison_the_batch(app_ctx, monkeyp
     ctx = build_context(make_account())
     first = process_message(ctx, make_mail(subject="one"))
     taken = db.session.get(Ticket, first.ticket_id).number
-    monkeypatch.setattr(tickets_module, "next_ticket_number", lambda conn, day=None: taken)
+    monkeypatch.setattr(
+        tickets_module, "reserve_ticket_numbers", lambda conn, count, day=None: [taken] * count
+    )
     bad = process_message(ctx, make_mail(subject="two"))
     monkeypatch.undo()
     good = process_message(ctx, make_mail(subject="three"))
@@ -351,7 +353,7 @@ def test_database_trouble_propagates_to_the_fetch_loop(app_ctx, monkeypatch):
     def locked(*args, **kwargs):
         raise OperationalError("UPDATE", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(pipeline, "create_ticket", locked)
+    monkeypatch.setattr(pipeline, "create_tickets", locked)
     with pytest.raises(OperationalError):
         process_message(build_context(make_account()), make_mail())
     db.session.rollback()

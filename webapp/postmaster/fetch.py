@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
@@ -25,10 +25,11 @@ from ..settings import get_int_setting
 from .faults import fault_point
 from .lease import Lease, LeaseLost, claim_account, lease_holder, release_lease, renew_lease
 from .mailbox import Mailbox, MailboxSettings, MailError, RemoteMessage, open_mailbox
-from .pipeline import build_context, process_message
+from .pipeline import build_context, process_batch
 
 MAX_LOG_LINES = 500
 KEY_CHUNK = 500  # keys per IN (...) query
+_INSERT_SEEN = insert(SeenMessage.__table__)  # Core executemany: one statement per batch
 
 
 class FetchStopped(Exception):
@@ -73,6 +74,7 @@ class _Run:
     """State of one fetch while it runs."""
 
     account: MailAccount
+    account_id: int  # read once: the ORM object expires at every batch commit
     lease: Lease
     run: FetchRun
     result: FetchResult
@@ -118,7 +120,7 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
     db.session.add(run)
     db.session.commit()
     result.run_id = run.id
-    state = _Run(account, lease, run, result, options)
+    state = _Run(account, account.id, lease, run, result, options)
     if account.needs_reauth:
         # No token request for a dead grant: one clear line until an admin re-authorizes.
         _fail(state, "reauth", "Re-authorization needed: press Re-authorize on the account")
@@ -278,33 +280,35 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     before the delete is sent (its own errors are raised when its batch is taken).
     """
     result = state.result
-    stored: list[RemoteMessage] = []
+    seen: list[dict] = []
+    todo: list[tuple[RemoteMessage, bytes, dict]] = []
     for message, raw in downloaded:
-        sha256 = hashlib.sha256(raw).hexdigest()
-        key = keys[message.key]
-        if state.uidvalidity_changed and _known_content(state, sha256):
+        row = {
+            "mail_account_id": state.account_id,
+            "host": state.host,
+            "folder": state.folder,
+            "key": keys[message.key],
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "outcome": "duplicate",
+            "article_id": None,
+            "created_at": utcnow(),
+        }
+        seen.append(row)
+        if state.uidvalidity_changed and _known_content(state, row["sha256"]):
             result.duplicates += 1
             state.log(f"UID {message.uid}: already stored before UIDVALIDITY changed; skipped")
-            outcome_kind, article_id = "duplicate", None
         else:
-            outcome = process_message(ctx, raw)
-            outcome_kind, article_id = outcome.kind, outcome.article_id
-            _count(result, outcome.kind)
-            for line in outcome.log:
-                state.log(f"{message.key}: {line}")
-        result.fetched += 1
-        db.session.add(
-            SeenMessage(
-                mail_account_id=state.account.id,
-                host=state.host,
-                folder=state.folder,
-                key=key,
-                sha256=sha256,
-                outcome=outcome_kind,
-                article_id=article_id,
-            )
-        )
-        stored.append(message)
+            todo.append((message, raw, row))
+    outcomes = process_batch(ctx, [raw for _m, raw, _row in todo])
+    for (message, _raw, row), outcome in zip(todo, outcomes, strict=True):
+        row["outcome"], row["article_id"] = outcome.kind, outcome.article_id
+        _count(result, outcome.kind)
+        for line in outcome.log:
+            state.log(f"{message.key}: {line}")
+    result.fetched += len(seen)
+    if seen:
+        db.session.execute(_INSERT_SEEN, seen)
+    stored = [message for message, _raw in downloaded]
     if folder_state is not None and stored:
         highest = max(m.uid or 0 for m in stored)
         folder_state.highest_uid = max(folder_state.highest_uid, highest)
@@ -315,7 +319,8 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     fault_point("after_commit")
     if pending is not None:
         wait([pending])
-    _finish_on_server(state, mailbox, stored, keys)
+    # The lease was renewed in the commit just made: no second round trip and fsync for it.
+    _finish_on_server(state, mailbox, stored, keys, lease_renewed=True)
 
 
 def _count(result: FetchResult, kind: str) -> None:
@@ -329,12 +334,15 @@ def _count(result: FetchResult, kind: str) -> None:
         setattr(result, attr, getattr(result, attr) + 1)
 
 
-def _finish_on_server(state: _Run, mailbox: Mailbox, messages: list[RemoteMessage], keys) -> None:
+def _finish_on_server(
+    state: _Run, mailbox: Mailbox, messages: list[RemoteMessage], keys, lease_renewed=False
+) -> None:
     """Delete, move or mark the messages whose keys are committed. Checks the lease first."""
     if not messages:
         return
-    renew_lease(state.lease, current_app.config["LEASE_SECONDS"])
-    db.session.commit()
+    if not lease_renewed:
+        renew_lease(state.lease, current_app.config["LEASE_SECONDS"])
+        db.session.commit()
     remote_keys = [m.key for m in messages]
     account = state.account
     if account.after_fetch == "keep":
@@ -356,7 +364,7 @@ def _mark_finished(state: _Run) -> None:
         db.session.execute(
             update(SeenMessage)
             .where(
-                SeenMessage.mail_account_id == state.account.id,
+                SeenMessage.mail_account_id == state.account_id,
                 SeenMessage.host == state.host,
                 SeenMessage.folder == state.folder,
                 SeenMessage.key.in_(chunk),
@@ -381,7 +389,7 @@ def _known_keys(state: _Run, keys: list[str]) -> set[str]:
         known.update(
             db.session.execute(
                 select(SeenMessage.key).where(
-                    SeenMessage.mail_account_id == state.account.id,
+                    SeenMessage.mail_account_id == state.account_id,
                     SeenMessage.host == state.host,
                     SeenMessage.folder == state.folder,
                     SeenMessage.key.in_(chunk),
@@ -396,7 +404,7 @@ def _known_content(state: _Run, sha256: str) -> bool:
     return (
         db.session.execute(
             select(SeenMessage.id)
-            .where(SeenMessage.mail_account_id == state.account.id, SeenMessage.sha256 == sha256)
+            .where(SeenMessage.mail_account_id == state.account_id, SeenMessage.sha256 == sha256)
             .limit(1)
         ).first()
         is not None
@@ -406,10 +414,10 @@ def _known_content(state: _Run, sha256: str) -> bool:
 def _folder_state(state: _Run, mailbox: Mailbox) -> FolderState:
     """The folder's UIDVALIDITY and highest UID taken; notes a UIDVALIDITY change."""
     state.uidvalidity = mailbox.uidvalidity
-    row = db.session.get(FolderState, (state.account.id, state.host, state.folder))
+    row = db.session.get(FolderState, (state.account_id, state.host, state.folder))
     if row is None:
         row = FolderState(
-            mail_account_id=state.account.id,
+            mail_account_id=state.account_id,
             host=state.host,
             folder=state.folder,
             uidvalidity=state.uidvalidity,
@@ -435,7 +443,7 @@ def _report_oversized(state: _Run, mailbox: Mailbox, messages, max_size: int) ->
     known = set(
         db.session.execute(
             select(OversizedMessage.key).where(
-                OversizedMessage.mail_account_id == state.account.id,
+                OversizedMessage.mail_account_id == state.account_id,
                 OversizedMessage.host == state.host,
                 OversizedMessage.folder == state.folder,
             )
@@ -453,7 +461,7 @@ def _report_oversized(state: _Run, mailbox: Mailbox, messages, max_size: int) ->
         )
         db.session.add(
             OversizedMessage(
-                mail_account_id=state.account.id,
+                mail_account_id=state.account_id,
                 host=state.host,
                 folder=state.folder,
                 key=_dedupe_key(state, m),
@@ -475,7 +483,7 @@ def _finish_run(state: _Run) -> None:
     """Write the fetch log, the account's last status and next run; release the lease."""
     db.session.rollback()
     run = db.session.get(FetchRun, state.run.id)
-    account = db.session.get(MailAccount, state.account.id)
+    account = db.session.get(MailAccount, state.account_id)
     result = state.result
     _save_counts(run, result)
     now = utcnow()

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select
 
-from ..models import Article, Ticket, utcnow
+from ..models import Article, Ticket
 from .dispatch import header_flag, lookup_named, sender_type
 from .parse import ParsedMail
-from .tickets import SYSTEM_ID, article_row, clean_message_id, insert_article
+from .tickets import SYSTEM_ID, article_row, clean_message_id
 
 if TYPE_CHECKING:
     from .pipeline import PipelineContext
@@ -109,16 +109,25 @@ def follow_up_state(
     )
 
 
-def append_follow_up(
-    conn: Connection,
+@dataclass
+class FollowUp:
+    """What a follow-up changes: the ticket's state and priority, and the new article."""
+
+    ticket: TicketRef
+    state_id: int
+    priority_id: int
+    article: dict
+
+
+def plan_follow_up(
     ctx: PipelineContext,
     ticket: TicketRef,
     mail: ParsedMail,
     headers: Mapping[str, str],
     raw_mail_id: int | None,
     log: list[str],
-) -> int:
-    """Add the mail as an article to the ticket, update its state and priority; article id."""
+) -> FollowUp:
+    """The ticket's new state and priority and the article row; writes nothing."""
     state_id = follow_up_state(ctx, ticket, headers, log)
     if state_id != ticket.state_id:
         log.append(
@@ -132,11 +141,6 @@ def append_follow_up(
         "X-OTOBO-FollowUp-Priority",
         "the ticket's priority",
         log,
-    )
-    conn.execute(
-        update(_TICKET)
-        .where(_TICKET.c.id == ticket.id)
-        .values(state_id=state_id, priority_id=priority_id, changed_at=utcnow())
     )
     row = article_row(
         mail,
@@ -152,4 +156,4 @@ def append_follow_up(
             log,
         ),
     )
-    return insert_article(conn, ticket.id, row, mail.attachments)
+    return FollowUp(ticket, state_id, priority_id, row)

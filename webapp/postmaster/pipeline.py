@@ -1,15 +1,15 @@
 """What happens to one fetched message: parse, follow-up or new ticket, or FailedMail.
 
-The fetch loop calls process_message inside its batch transaction and commits the batch with
+The fetch loop calls process_batch inside its batch transaction and commits the batch with
 its dedupe keys before deleting on the server, so nothing here commits or rolls back the
-session: rows are added (and flushed) and an outcome is returned. Each message runs in a
+session: rows are inserted and an outcome per message is returned. The writes run in a
 SAVEPOINT, so one broken message never poisons the rest of the batch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,14 +27,32 @@ from .dispatch import (
     new_ticket_params,
     trusted_headers,
 )
-from .followup import append_follow_up, find_follow_up, ticket_number_pattern
+from .followup import (
+    MAX_REFERENCES,
+    FollowUp,
+    TicketRef,
+    find_follow_up,
+    plan_follow_up,
+    ticket_number_pattern,
+)
 from .parse import MailParseError, ParsedMail, parse_mail
-from .tickets import article_row, create_ticket, insert_article, store_raw_mail
+from .tickets import (
+    NewArticle,
+    TicketParams,
+    article_row,
+    clean_message_id,
+    create_tickets,
+    insert_articles,
+    insert_rows,
+    store_raw_mails,
+    update_followed_up_tickets,
+)
 
 # Database trouble (lost connection, lock timeout, deadlock) is not the message's fault:
 # it propagates so the fetch loop rolls back the batch and the mail stays on the server.
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 _MAX_ERROR = 4000
+_FAILED = FailedMail.__table__
 
 
 class PipelineError(Exception):
@@ -177,88 +195,209 @@ def _error_text(exc: BaseException) -> str:
     return text.replace("\x00", "")[:_MAX_ERROR]
 
 
-def _deliver(
-    conn: Connection,
-    ctx: PipelineContext,
-    mail: ParsedMail,
-    headers: dict[str, str],
-    raw_mail_id: int,
-    log: list[str],
-) -> MessageOutcome:
-    """Append to the ticket the mail follows up, or create a new ticket."""
-    follow = find_follow_up(conn, ctx, mail)
-    if follow is not None:
-        ticket, reason = follow
-        log.append(f"follow-up to ticket {ticket.number} ({reason})")
-        article_id = append_follow_up(conn, ctx, ticket, mail, headers, raw_mail_id, log)
-        return MessageOutcome("follow_up", ticket.id, article_id, log=log)
-    params = new_ticket_params(ctx, mail, headers, log)
-    ticket_id, number = create_ticket(conn, params)
-    row = article_row(
-        mail, raw_mail_id, ctx.account_id, params.sender_type, params.is_visible_for_customer
-    )
-    article_id = insert_article(conn, ticket_id, row, mail.attachments)
-    log.append(f"new ticket {number} in queue {ctx.queue_names[params.queue_id]}")
-    return MessageOutcome("new_ticket", ticket_id, article_id, log=log)
+@dataclass
+class _Message:
+    """One message on its way through the pipeline."""
+
+    raw: bytes
+    raw_mail: RawMail | None
+    outcome: MessageOutcome
+    mail: ParsedMail | None = None  # None once it failed or was ignored
+    headers: dict[str, str] = field(default_factory=dict)
+    new_ticket: TicketParams | None = None
+    follow_up: FollowUp | None = None
+    article: NewArticle | None = None
 
 
-def _raw_mail_id(conn: Connection, raw: bytes, raw_mail: RawMail | None) -> int:
-    """The id of the given RawMail (flushed if new), or of a newly stored one."""
-    if raw_mail is None:
-        return store_raw_mail(conn, raw)
-    if raw_mail.id is None:
-        db.session.flush()
-    return raw_mail.id
+def process_batch(
+    ctx: PipelineContext, raws: Sequence[bytes], raw_mails: Sequence[RawMail | None] | None = None
+) -> list[MessageOutcome]:
+    """Turn fetched messages into tickets, follow-ups, ignores or FailedMails, in order.
 
-
-def _attempt(ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None) -> MessageOutcome:
-    """Run the pipeline for one message; a failure comes back as kind "failed" with .error."""
-    log: list[str] = []
-    try:
-        mail = parse_mail(raw)
-    except Exception as exc:  # a parser bug must not lose the mail either
-        return MessageOutcome("failed", log=log, error=_error_text(exc))
-    headers = trusted_headers(ctx, mail, log)
-    if is_ignored(headers):
-        log.append("X-OTOBO-Ignore: the mail is ignored")
-        return MessageOutcome("ignored", log=log, message_id=mail.message_id)
-    # Outside the savepoint: a failed message keeps its raw source for the FailedMail.
-    conn = db.session.connection()
-    raw_mail_id = _raw_mail_id(conn, raw, raw_mail)
-    try:
-        with _savepoint(conn):
-            outcome = _deliver(conn, ctx, mail, headers, raw_mail_id, log)
-    except TRANSIENT_DB_ERRORS:
-        raise
-    except Exception as exc:
-        outcome = MessageOutcome("failed", log=log, error=_error_text(exc))
-    outcome.message_id = mail.message_id
-    outcome.raw_mail_id = raw_mail_id
-    return outcome
+    Each table gets one INSERT for the whole batch (not one per message); a message that
+    breaks a batch statement is found by writing that part one message at a time, so it
+    alone becomes a FailedMail. Never commits. Raises only on database trouble, which the
+    fetch loop must treat as "roll back the batch and keep the mail on the server".
+    """
+    messages = _run(ctx, raws, raw_mails)
+    _record_failures(ctx, [m for m in messages if m.outcome.kind == "failed"])
+    return [m.outcome for m in messages]
 
 
 def process_message(
     ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None = None
 ) -> MessageOutcome:
-    """Turn one fetched message into a ticket, a follow-up, an ignore or a FailedMail.
+    """process_batch for one message (raw_mail: its stored source, when reprocessing)."""
+    return process_batch(ctx, [raw], [raw_mail])[0]
 
-    Never commits. Raises only on database trouble, which the fetch loop must treat as
-    "roll back the batch and keep the mail on the server".
+
+def _run(
+    ctx: PipelineContext, raws: Sequence[bytes], raw_mails: Sequence[RawMail | None] | None
+) -> list[_Message]:
+    messages = [
+        _parse(ctx, raw, rm) for raw, rm in zip(raws, raw_mails or [None] * len(raws), strict=True)
+    ]
+    conn = db.session.connection()
+    # Outside any savepoint: a failed message keeps its raw source for the FailedMail.
+    _store_raw_mails(conn, [m for m in messages if m.outcome.kind != "ignored"])
+    _deliver(conn, ctx, [m for m in messages if m.mail is not None])
+    return messages
+
+
+def _parse(ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None) -> _Message:
+    message = _Message(raw, raw_mail, MessageOutcome(""))
+    log = message.outcome.log
+    try:
+        mail = parse_mail(raw)
+    except Exception as exc:  # a parser bug must not lose the mail either
+        _failed(message, exc)
+        return message
+    message.outcome.message_id = mail.message_id
+    message.headers = trusted_headers(ctx, mail, log)
+    if is_ignored(message.headers):
+        log.append("X-OTOBO-Ignore: the mail is ignored")
+        message.outcome.kind = "ignored"
+        return message
+    message.mail = mail
+    return message
+
+
+def _failed(message: _Message, exc: BaseException) -> None:
+    outcome = message.outcome
+    outcome.kind, outcome.error = "failed", _error_text(exc)
+    outcome.ticket_id = outcome.article_id = None
+    message.mail = None
+
+
+def _store_raw_mails(conn: Connection, messages: list[_Message]) -> None:
+    new = [m for m in messages if m.raw_mail is None]
+    for message, raw_mail_id in zip(new, store_raw_mails(conn, [m.raw for m in new]), strict=True):
+        message.outcome.raw_mail_id = raw_mail_id
+    stored = [m for m in messages if m.raw_mail is not None]
+    if any(m.raw_mail.id is None for m in stored):
+        db.session.flush()
+    for message in stored:
+        message.outcome.raw_mail_id = message.raw_mail.id
+
+
+def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -> None:
+    """Plan each message (reads only), then write them in chunks.
+
+    A chunk is written before a message that depends on it: a reply to a mail of the same
+    batch must find that mail's article, and a second follow-up to a ticket must see the
+    state the first one gave it.
     """
-    outcome = _attempt(ctx, raw, raw_mail)
-    if outcome.kind != "failed":
-        return outcome
-    if outcome.raw_mail_id is None:
-        outcome.raw_mail_id = _raw_mail_id(db.session.connection(), raw, raw_mail)
-    # Outside the savepoint: the failure is recorded even though its work was rolled back.
-    failed = FailedMail(
-        mail_account_id=ctx.account_id, raw_mail_id=outcome.raw_mail_id, error=outcome.error
+    chunk: list[_Message] = []
+    message_ids: set[str] = set()  # of the chunk's articles
+    tickets: set[int] = set()  # followed up in the chunk
+    for message in messages:
+        if chunk and _replies_to(message.mail, message_ids):
+            _write_chunk(conn, ctx, chunk)
+            chunk, message_ids, tickets = [], set(), set()
+        try:
+            follow = find_follow_up(conn, ctx, message.mail)
+            if follow is not None and follow[0].id in tickets:
+                _write_chunk(conn, ctx, chunk)
+                chunk, message_ids, tickets = [], set(), set()
+                follow = find_follow_up(conn, ctx, message.mail)
+            _plan(ctx, message, follow)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            _failed(message, exc)
+            continue
+        chunk.append(message)
+        if message.article.row["message_id"]:
+            message_ids.add(message.article.row["message_id"])
+        if message.follow_up is not None:
+            tickets.add(message.follow_up.ticket.id)
+    _write_chunk(conn, ctx, chunk)
+
+
+def _replies_to(mail: ParsedMail, message_ids: set[str]) -> bool:
+    if not message_ids:
+        return False
+    wanted = [mail.in_reply_to, *mail.references[-MAX_REFERENCES:]]
+    return any(clean_message_id(m) in message_ids for m in wanted if m)
+
+
+def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str] | None) -> None:
+    """Decide what the message becomes: the follow-up of a ticket or a new ticket."""
+    mail, outcome = message.mail, message.outcome
+    if follow is not None:
+        ticket, reason = follow
+        outcome.log.append(f"follow-up to ticket {ticket.number} ({reason})")
+        plan = plan_follow_up(ctx, ticket, mail, message.headers, outcome.raw_mail_id, outcome.log)
+        message.follow_up = plan
+        message.article = NewArticle(plan.article, mail.attachments, ticket.id)
+        outcome.kind, outcome.ticket_id = "follow_up", ticket.id
+        return
+    params = new_ticket_params(ctx, mail, message.headers, outcome.log)
+    row = article_row(
+        mail,
+        outcome.raw_mail_id,
+        ctx.account_id,
+        params.sender_type,
+        params.is_visible_for_customer,
     )
-    db.session.add(failed)
-    db.session.flush()
-    outcome.failed_mail_id = failed.id
-    outcome.log.append(f"failed: {outcome.error}")
-    return outcome
+    message.new_ticket = params
+    message.article = NewArticle(row, mail.attachments)
+    outcome.kind = "new_ticket"
+
+
+def _write_chunk(conn: Connection, ctx: PipelineContext, chunk: list[_Message]) -> None:
+    """Write the chunk in a SAVEPOINT; if it fails, each message alone, to find the bad one."""
+    if not chunk:
+        return
+    try:
+        with _savepoint(conn):
+            numbers = _write(conn, chunk)
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception as exc:
+        if len(chunk) == 1:
+            _failed(chunk[0], exc)
+            return
+        for message in chunk:
+            _write_chunk(conn, ctx, [message])
+        return
+    for message, number in zip((m for m in chunk if m.new_ticket), numbers, strict=True):
+        queue = ctx.queue_names[message.new_ticket.queue_id]
+        message.outcome.log.append(f"new ticket {number} in queue {queue}")
+
+
+def _write(conn: Connection, chunk: list[_Message]) -> list[str]:
+    """The chunk's tickets, ticket updates, articles and attachments; the new numbers."""
+    new = [m for m in chunk if m.new_ticket is not None]
+    created = create_tickets(conn, [m.new_ticket for m in new])
+    for message, (ticket_id, _number) in zip(new, created, strict=True):
+        message.article.ticket_id = message.outcome.ticket_id = ticket_id
+    update_followed_up_tickets(
+        conn,
+        [(f.ticket.id, f.state_id, f.priority_id) for m in chunk if (f := m.follow_up)],
+    )
+    article_ids = insert_articles(conn, [m.article for m in chunk])
+    for message, article_id in zip(chunk, article_ids, strict=True):
+        message.outcome.article_id = article_id
+    return [number for _id, number in created]
+
+
+def _record_failures(ctx: PipelineContext, failed: list[_Message]) -> None:
+    """One FailedMail per failed message, outside the savepoints: the failure is recorded
+    even though its work was rolled back."""
+    rows = [
+        {
+            "mail_account_id": ctx.account_id,
+            "raw_mail_id": m.outcome.raw_mail_id,
+            "error": m.outcome.error,
+        }
+        for m in failed
+    ]
+    for message, failed_id in zip(
+        failed, insert_rows(db.session.connection(), _FAILED, rows), strict=True
+    ):
+        message.outcome.failed_mail_id = failed_id
+        message.outcome.log.append(f"failed: {message.outcome.error}")
 
 
 def reprocess_failed_mail(failed: FailedMail) -> MessageOutcome:
@@ -269,7 +408,7 @@ def reprocess_failed_mail(failed: FailedMail) -> MessageOutcome:
     """
     ctx = build_context(failed.mail_account)
     raw_mail = failed.raw_mail
-    outcome = _attempt(ctx, raw_mail.content, raw_mail)
+    outcome = _run(ctx, [raw_mail.content], [raw_mail])[0].outcome
     if outcome.kind == "failed":
         failed.error = outcome.error or "unknown error"
         outcome.failed_mail_id = failed.id
