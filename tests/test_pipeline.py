@@ -26,6 +26,7 @@ from webapp.postmaster.parse import ParseLimits
 from webapp.postmaster.pipeline import (
     build_context,
     delete_failed_mail,
+    process_batch,
     process_message,
     reprocess_failed_mail,
 )
@@ -373,6 +374,65 @@ def test_attachment_rows_match_parsed_attachments(app_ctx):
     article = ticket_of(run(make_account(), raw)).articles[0]
     assert sorted(a.filename for a in article.attachments) == ["a.txt", "b.html"]
     assert db.session.query(Attachment).count() == 2
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_batch_outcomes_come_back_in_the_order_of_the_mails(app_ctx):
+    mails = [make_mail(subject=f"mail {i}") for i in range(20)]
+    outcomes = process_batch(build_context(make_account()), mails)
+    db.session.commit()
+    titles = [db.session.get(Ticket, o.ticket_id).title for o in outcomes]
+    assert titles == [f"mail {i}" for i in range(20)]
+    numbers = [db.session.get(Ticket, o.ticket_id).number for o in outcomes]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 20
+
+
+def test_reply_to_a_mail_of_the_same_batch_is_its_follow_up(app_ctx):
+    first = make_mail(subject="Printer broken", message_id="<first@x.test>")
+    reply = make_mail(subject="Re: Printer broken", in_reply_to="<first@x.test>")
+    outcomes = process_batch(build_context(make_account()), [first, reply])
+    db.session.commit()
+    assert [o.kind for o in outcomes] == ["new_ticket", "follow_up"]
+    assert outcomes[1].ticket_id == outcomes[0].ticket_id
+
+
+def test_two_follow_ups_to_one_ticket_in_a_batch_both_change_its_state(app_ctx):
+    first = run(make_account(), make_mail(subject="Hello"))
+    ticket = ticket_of(first)
+    set_state(ticket, "closed successful")
+    hook = f"[Ticket#{ticket.number}]"
+    outcomes = process_batch(
+        build_context(make_account()),
+        [make_mail(subject=f"Re: {hook} one"), make_mail(subject=f"Re: {hook} two")],
+    )
+    db.session.commit()
+    assert [o.kind for o in outcomes] == ["follow_up", "follow_up"]
+    assert any("state closed successful -> open" in line for line in outcomes[0].log)
+    assert not any("->" in line for line in outcomes[1].log)  # already open
+    db.session.refresh(ticket)
+    assert ticket.state.name == "open" and len(ticket.articles) == 3
+
+
+def test_one_bad_message_in_a_batch_fails_alone(app_ctx, monkeypatch):
+    """A batch INSERT refused because of one message is retried message by message."""
+    real_insert_articles = tickets_module.insert_articles
+
+    def refuse_poison(conn, articles):
+        if any(a.row["subject"] == "poison" for a in articles):
+            raise ValueError("refused by the database")
+        return real_insert_articles(conn, articles)
+
+    monkeypatch.setattr(pipeline, "insert_articles", refuse_poison)
+    mails = [make_mail(subject=s) for s in ("one", "poison", "three")] + [b""]
+    outcomes = process_batch(build_context(make_account()), mails)
+    db.session.commit()
+    assert [o.kind for o in outcomes] == ["new_ticket", "failed", "new_ticket", "failed"]
+    assert "refused by the database" in outcomes[1].error
+    assert sorted(t.title for t in db.session.query(Ticket)) == ["one", "three"]
+    assert db.session.query(FailedMail).count() == 2
+    assert db.session.query(RawMail).count() == 4
 
 
 # --------------------------------------------------------------------------- speed
