@@ -29,7 +29,7 @@ class DefaultConfig:
     # Mail fetching
     MAIL_CA_FILE = None  # extra CA bundle (PEM) trusted for IMAP/POP3 TLS besides the system store
     MAIL_TIMEOUT = 60.0  # connect and read timeout in seconds
-    FETCH_BATCH_SIZE = 100  # messages per UID FETCH and per database commit
+    FETCH_BATCH_SIZE = 200  # messages per UID FETCH and per database commit
     FETCH_BATCH_BYTES = 20 * 1024 * 1024  # and at most this many bytes of mail per batch
 
     # Scheduler
