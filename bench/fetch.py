@@ -842,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
                 "250",
                 "-f",
                 "raw",
+                *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
                 "-o",
                 str(args.profile),
                 "--",
