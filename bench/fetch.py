@@ -287,7 +287,7 @@ class Results:
 
 def baseline(
     ctx: Bench, protocol: str, parse: str, raws: Iterable[bytes], scenario: str, tool: str
-) -> None:
+) -> Result:
     user, n, nbytes = ctx.boxes.load(raws)
     run = run_child(
         [
@@ -313,8 +313,8 @@ def baseline(
         left = ctx.boxes.remaining(user)
         ok = got["count"] == n and left == 0
         note = f"fetched {got['count']} of {n}, {left} left on the server"
-    ctx.results.add(scenario, tool, protocol, n, nbytes, run, ok, note)
     ctx.boxes.drop(user)
+    return ctx.results.add(scenario, tool, protocol, n, nbytes, run, ok, note)
 
 
 def getmail6(ctx: Bench, protocol: str, raws: Iterable[bytes], scenario: str) -> None:
@@ -739,21 +739,33 @@ def scenario_large(ctx: Bench, protocols: list[str], big_n: int, runs: int) -> N
     if big_n:
         base_n = max(big_n // 10, 1)
         print(f"large: {base_n} then {big_n} messages, IMAP into SQLite", flush=True)
-        small = ours(
-            ctx, "imap", "sqlite", corpus(base_n, 9), "growth", f"ours CLI -> sqlite ({base_n})"
-        )
-        big = ours(
-            ctx, "imap", "sqlite", corpus(big_n, 10), "growth", f"ours CLI -> sqlite ({big_n})"
-        )
-        if small.seconds and big.seconds:
-            ctx.extra["growth"] = {
-                "small_messages": base_n,
-                "small_seconds": small.median,
-                "big_messages": big_n,
-                "big_seconds": big.median,
-                "time_ratio": big.median / small.median,
-            }
-            print(f"growth: {big_n} take {big.median / small.median:.2f}x the time of {base_n}")
+        growth: dict = {"small_messages": base_n, "big_messages": big_n}
+        # The baseline loop on the same two mailboxes: how much of the growth is the server's.
+        for name, fetch in (
+            (
+                "ours",
+                lambda n, seed: ours(
+                    ctx, "imap", "sqlite", corpus(n, seed), "growth", f"ours CLI -> sqlite ({n})"
+                ),
+            ),
+            (
+                "baseline",
+                lambda n, seed: baseline(
+                    ctx, "imap", "pipeline", corpus(n, seed), "growth", f"baseline loop ({n})"
+                ),
+            ),
+        ):
+            small, big = fetch(base_n, 9), fetch(big_n, 10)
+            if small.seconds and big.seconds:
+                growth[f"{name}_small_seconds"] = small.median
+                growth[f"{name}_big_seconds"] = big.median
+                growth[f"{name}_time_ratio"] = big.median / small.median
+                print(
+                    f"growth: {name}: {big_n} take {big.median / small.median:.2f}x the "
+                    f"time of {base_n}",
+                    flush=True,
+                )
+        ctx.extra["growth"] = growth
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -859,12 +871,14 @@ def main(argv: list[str] | None = None) -> int:
             scenario_large(ctx, protocols, args.large_messages, args.runs)
     print()
     print(results.table())
-    if "growth" in ctx.extra:
-        g = ctx.extra["growth"]
-        print(
-            f"\n{g['big_messages']} messages took {g['time_ratio']:.2f}x the time of "
-            f"{g['small_messages']} (target <= 11x)"
-        )
+    growth = ctx.extra.get("growth", {})
+    for name in ("ours", "baseline"):
+        if f"{name}_time_ratio" in growth:
+            print(
+                f"\n{name}: {growth['big_messages']} messages took "
+                f"{growth[f'{name}_time_ratio']:.2f}x the time of {growth['small_messages']}"
+                + (" (target <= 11x)" if name == "ours" else "")
+            )
     if args.json:
         payload = {
             "machine": info,

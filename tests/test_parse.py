@@ -528,3 +528,17 @@ def test_realistic_corpus_parses_without_exceptions():
     assert sum(1 for m in mails if m.body_html) > 300
     # Generous bound so slow CI machines pass; a laptop does ~1,500 msg/s.
     assert rate > 200
+
+
+def test_large_mail_parses_the_same_across_feed_chunks():
+    """parse_mail feeds 1 MB slices; a CRLF cut in two by a slice is still one line end."""
+    from webapp.postmaster.parse import _FEED_CHUNK
+
+    head = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: big\r\n\r\n"
+    body = b"y" * (_FEED_CHUNK - len(head) - 1) + b"\r\n" + (b"x" * 98 + b"\r\n") * 2000
+    raw = head + body
+    assert raw[_FEED_CHUNK - 1 : _FEED_CHUNK + 1] == b"\r\n"
+    mail = parse_mail(raw)
+    assert mail.subject == "big"
+    assert "\r" not in mail.body_text
+    assert mail.body_text.count("\n") == body.count(b"\r\n")

@@ -288,20 +288,23 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
             "host": state.host,
             "folder": state.folder,
             "key": keys[message.key],
-            "sha256": hashlib.sha256(raw).hexdigest(),
+            "sha256": None,
             "outcome": "duplicate",
             "article_id": None,
             "created_at": utcnow(),
         }
         seen.append(row)
-        if state.uidvalidity_changed and _known_content(state, row["sha256"]):
-            result.duplicates += 1
-            state.log(f"UID {message.uid}: already stored before UIDVALIDITY changed; skipped")
-        else:
-            todo.append((message, raw, row))
+        if state.uidvalidity_changed:
+            row["sha256"] = hashlib.sha256(raw).hexdigest()
+            if _known_content(state, row["sha256"]):
+                result.duplicates += 1
+                state.log(f"UID {message.uid}: already stored before UIDVALIDITY changed; skipped")
+                continue
+        todo.append((message, raw, row))
     outcomes = process_batch(ctx, [raw for _m, raw, _row in todo])
     for (message, _raw, row), outcome in zip(todo, outcomes, strict=True):
         row["outcome"], row["article_id"] = outcome.kind, outcome.article_id
+        row["sha256"] = outcome.sha256
         _count(result, outcome.kind)
         for line in outcome.log:
             state.log(f"{message.key}: {line}")

@@ -708,6 +708,9 @@ def _extension(ctype: str) -> str | None:
     )
 
 
+_FEED_CHUNK = 1024 * 1024
+
+
 def parse_mail(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse raw RFC 5322 bytes; raises MailParseError only for cap violations or non-mail."""
     raw = bytes(raw)
@@ -718,7 +721,10 @@ def parse_mail(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
 
     parser = _CappedParser(limits, deadline)
     try:
-        parser.feed(raw)
+        # In slices: the feed parser decodes what it is given to one str and splits it into
+        # lines at once, so a 25 MB message fed whole costs that much more memory.
+        for start in range(0, len(raw), _FEED_CHUNK):
+            parser.feed(raw[start : start + _FEED_CHUNK])
         msg = parser.close()
     except RecursionError:
         # Safety net only: _CappedParser stops deep nesting long before this.

@@ -8,6 +8,7 @@ SAVEPOINT, so one broken message never poisons the rest of the batch.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ class MessageOutcome:
     message_id: str | None = None
     raw_mail_id: int | None = None
     error: str | None = None
+    sha256: str = ""  # of the raw message, hex
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _run(
 
 
 def _parse(ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None) -> _Message:
-    message = _Message(raw, raw_mail, MessageOutcome(""))
+    message = _Message(raw, raw_mail, MessageOutcome("", sha256=hashlib.sha256(raw).hexdigest()))
     log = message.outcome.log
     try:
         mail = parse_mail(raw)
@@ -271,7 +273,9 @@ def _failed(message: _Message, exc: BaseException) -> None:
 
 def _store_raw_mails(conn: Connection, messages: list[_Message]) -> None:
     new = [m for m in messages if m.raw_mail is None]
-    for message, raw_mail_id in zip(new, store_raw_mails(conn, [m.raw for m in new]), strict=True):
+    for message, raw_mail_id in zip(
+        new, store_raw_mails(conn, [(m.raw, m.outcome.sha256) for m in new]), strict=True
+    ):
         message.outcome.raw_mail_id = raw_mail_id
     stored = [m for m in messages if m.raw_mail is not None]
     if any(m.raw_mail.id is None for m in stored):

@@ -5,7 +5,6 @@ Nothing in here commits: rows are inserted in db.session's transaction, the call
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -239,10 +238,7 @@ def update_followed_up_tickets(conn: Connection, changes: list[tuple[int, int, i
         )
 
 
-def store_raw_mails(conn: Connection, raws: list[bytes]) -> list[int]:
-    """Insert the messages exactly as received; their RawMail ids."""
-    return insert_rows(
-        conn,
-        _RAW_MAIL,
-        [{"sha256": hashlib.sha256(r).hexdigest(), "size": len(r), "content": r} for r in raws],
-    )
+def store_raw_mails(conn: Connection, raws: list[tuple[bytes, str]]) -> list[int]:
+    """Insert the messages exactly as received, given with their SHA-256; their RawMail ids."""
+    rows = [{"sha256": sha256, "size": len(raw), "content": raw} for raw, sha256 in raws]
+    return insert_rows(conn, _RAW_MAIL, rows)
