@@ -46,12 +46,32 @@ def test_killed_fetch_then_rerun_stores_each_message_once(
     ids = load(mail_user, 12)
     account_id = add_account(dovecot, mail_user, account_type)
     app.config["FETCH_BATCH_SIZE"] = 5
-    env = {"POSTMASTER_FETCH_BATCH_SIZE": "5"}
+    # A delete after every batch, so the second delete of the run is the one killed.
+    env = {"POSTMASTER_FETCH_BATCH_SIZE": "5", "POSTMASTER_FETCH_DELETE_EVERY": "5"}
     crashed = run_cli(app, "mail-account", "fetch", POSTMASTER_CRASH_AT=f"{point}:2", **env)
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     time.sleep(2.1)  # the dead fetcher's lease expires
     rerun = run_cli(app, "mail-account", "fetch", "--mail-account-id", str(account_id), **env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert_exactly_once(ids, dovecot, mail_user)
+
+
+@pytest.mark.parametrize("account_type", ["IMAPS", "POP3S"])
+def test_killed_with_committed_batches_not_yet_deleted_then_rerun_finishes_them(
+    app, app_ctx, dovecot, mail_user, account_type
+):
+    """Deletes wait for FETCH_DELETE_EVERY messages: a kill before that leaves committed
+    mail on the server, which the next run recognises and only deletes."""
+    ids = load(mail_user, 12)
+    account_id = add_account(dovecot, mail_user, account_type)
+    env = {"POSTMASTER_FETCH_BATCH_SIZE": "3", "POSTMASTER_FETCH_DELETE_EVERY": "100"}
+    crashed = run_cli(app, "mail-account", "fetch", POSTMASTER_CRASH_AT="after_commit:3", **env)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    assert dovecot.message_count(mail_user.username) == 12  # nine committed, none deleted
+    time.sleep(2.1)
+    rerun = run_cli(app, "mail-account", "fetch", "--mail-account-id", str(account_id), **env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "duplicates 9" in rerun.stdout
     assert_exactly_once(ids, dovecot, mail_user)
 
 

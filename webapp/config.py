@@ -31,6 +31,11 @@ class DefaultConfig:
     MAIL_TIMEOUT = 60.0  # connect and read timeout in seconds
     FETCH_BATCH_SIZE = 200  # messages per UID FETCH and per database commit
     FETCH_BATCH_BYTES = 20 * 1024 * 1024  # and at most this many bytes of mail per batch
+    # Committed messages are deleted (moved, marked) on the server this many at a time, and at
+    # the end of the run: each EXPUNGE makes Dovecot rescan the whole maildir, so one per batch
+    # makes a 100,000-message mailbox quadratic. Safe at any value: what is committed but not
+    # yet deleted is recognised by its dedupe key and only finished by the next run.
+    FETCH_DELETE_EVERY = 2000
 
     # Scheduler
     SCHEDULER_WORKERS = 4

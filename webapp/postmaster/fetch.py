@@ -84,6 +84,7 @@ class _Run:
     uidvalidity: int | None = None
     uidvalidity_changed: bool = False
     finished_keys: list[str] = field(default_factory=list)
+    unfinished: list[RemoteMessage] = field(default_factory=list)  # committed, not yet deleted
 
     def log(self, line: str) -> None:
         if len(self.result.log) < MAX_LOG_LINES:
@@ -236,6 +237,9 @@ def _fetch_folder(state: _Run, mailbox: Mailbox) -> None:
         pending: Future | None = None
         for i, batch in enumerate(batches):
             if state.options.should_stop and state.options.should_stop():
+                if pending is not None:
+                    wait([pending])  # the connection is the helper's until its download ends
+                _finish_unfinished(state, mailbox, keys)
                 raise FetchStopped()
             fault_point("before_fetch")
             downloaded = pending.result() if pending is not None else list(mailbox.fetch(batch))
@@ -244,6 +248,13 @@ def _fetch_folder(state: _Run, mailbox: Mailbox) -> None:
             if following is not None and _size(batch) + _size(following) <= max_bytes:
                 pending = pool.submit(_download, mailbox, following)
             _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending)
+    _finish_unfinished(state, mailbox, keys)
+
+
+def _finish_unfinished(state: _Run, mailbox: Mailbox, keys) -> None:
+    """Delete (move, mark) on the server what earlier batches committed."""
+    messages, state.unfinished = state.unfinished, []
+    _finish_on_server(state, mailbox, messages, keys)
 
 
 def _batches(messages: Sequence[RemoteMessage]) -> Iterable[list[RemoteMessage]]:
@@ -274,7 +285,8 @@ def _download(
 
 
 def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=None) -> None:
-    """Process and commit one downloaded batch, then finish it on the server.
+    """Process and commit one downloaded batch; finish it on the server with the batches
+    before it once FETCH_DELETE_EVERY messages are committed and not yet finished.
 
     pending: the next batch's download, running on the same connection; it must be done
     before the delete is sent (its own errors are raised when its batch is taken).
@@ -320,10 +332,13 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     renew_lease(state.lease, current_app.config["LEASE_SECONDS"])
     db.session.commit()
     fault_point("after_commit")
-    if pending is not None:
-        wait([pending])
-    # The lease was renewed in the commit just made: no second round trip and fsync for it.
-    _finish_on_server(state, mailbox, stored, keys, lease_renewed=True)
+    state.unfinished.extend(stored)
+    if len(state.unfinished) >= current_app.config["FETCH_DELETE_EVERY"]:
+        if pending is not None:
+            wait([pending])
+        messages, state.unfinished = state.unfinished, []
+        # The lease was renewed in the commit just made: no second round trip and fsync for it.
+        _finish_on_server(state, mailbox, messages, keys, lease_renewed=True)
 
 
 def _count(result: FetchResult, kind: str) -> None:
