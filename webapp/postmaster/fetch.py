@@ -25,7 +25,7 @@ from ..settings import get_int_setting
 from .faults import fault_point
 from .lease import Lease, LeaseLost, claim_account, lease_holder, release_lease, renew_lease
 from .mailbox import Mailbox, MailboxSettings, MailError, RemoteMessage, open_mailbox
-from .pipeline import build_context, process_batch
+from .pipeline import Parsed, build_context, parse_or_error, process_batch
 
 MAX_LOG_LINES = 500
 KEY_CHUNK = 500  # keys per IN (...) query
@@ -242,7 +242,7 @@ def _fetch_folder(state: _Run, mailbox: Mailbox) -> None:
                 _finish_unfinished(state, mailbox, keys)
                 raise FetchStopped()
             fault_point("before_fetch")
-            downloaded = pending.result() if pending is not None else list(mailbox.fetch(batch))
+            downloaded = pending.result() if pending is not None else _download(mailbox, batch)
             pending = None
             following = batches[i + 1] if i + 1 < len(batches) else None
             if following is not None and _size(batch) + _size(following) <= max_bytes:
@@ -279,9 +279,11 @@ def _size(batch: Sequence[RemoteMessage]) -> int:
 
 def _download(
     mailbox: Mailbox, batch: Sequence[RemoteMessage]
-) -> list[tuple[RemoteMessage, bytes]]:
-    """The helper thread's work: the raw messages of one batch (no database, no app context)."""
-    return list(mailbox.fetch(batch))
+) -> list[tuple[RemoteMessage, bytes, Parsed]]:
+    """The helper thread's work: download one batch and parse it (no database, no app
+    context). Parsing here overlaps the main thread's database writes, during which SQLite
+    and the PostgreSQL driver release the GIL."""
+    return [(message, raw, parse_or_error(raw)) for message, raw in mailbox.fetch(batch)]
 
 
 def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=None) -> None:
@@ -294,7 +296,7 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     result = state.result
     seen: list[dict] = []
     todo: list[tuple[RemoteMessage, bytes, dict]] = []
-    for message, raw in downloaded:
+    for message, raw, parsed in downloaded:
         row = {
             "mail_account_id": state.account_id,
             "host": state.host,
@@ -312,9 +314,9 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
                 result.duplicates += 1
                 state.log(f"UID {message.uid}: already stored before UIDVALIDITY changed; skipped")
                 continue
-        todo.append((message, raw, row))
-    outcomes = process_batch(ctx, [raw for _m, raw, _row in todo])
-    for (message, _raw, row), outcome in zip(todo, outcomes, strict=True):
+        todo.append((message, raw, parsed, row))
+    outcomes = process_batch(ctx, [t[1] for t in todo], parsed=[t[2] for t in todo])
+    for (message, _raw, _parsed, row), outcome in zip(todo, outcomes, strict=True):
         row["outcome"], row["article_id"] = outcome.kind, outcome.article_id
         row["sha256"] = outcome.sha256
         _count(result, outcome.kind)
@@ -323,7 +325,7 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     result.fetched += len(seen)
     if seen:
         db.session.execute(_INSERT_SEEN, seen)
-    stored = [message for message, _raw in downloaded]
+    stored = [message for message, _raw, _parsed in downloaded]
     if folder_state is not None and stored:
         highest = max(m.uid or 0 for m in stored)
         folder_state.highest_uid = max(folder_state.highest_uid, highest)

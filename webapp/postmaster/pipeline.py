@@ -211,17 +211,33 @@ class _Message:
     article: NewArticle | None = None
 
 
+Parsed = ParsedMail | Exception  # what parse_or_error returns
+
+
+def parse_or_error(raw: bytes) -> Parsed:
+    """parse_mail, with its failure as the value: the fetch loop parses in its download
+    thread, and the message then becomes a FailedMail here."""
+    try:
+        return parse_mail(raw)
+    except Exception as exc:  # a parser bug must not lose the mail either
+        return exc
+
+
 def process_batch(
-    ctx: PipelineContext, raws: Sequence[bytes], raw_mails: Sequence[RawMail | None] | None = None
+    ctx: PipelineContext,
+    raws: Sequence[bytes],
+    raw_mails: Sequence[RawMail | None] | None = None,
+    parsed: Sequence[Parsed] | None = None,
 ) -> list[MessageOutcome]:
     """Turn fetched messages into tickets, follow-ups, ignores or FailedMails, in order.
 
     Each table gets one INSERT for the whole batch (not one per message); a message that
     breaks a batch statement is found by writing that part one message at a time, so it
-    alone becomes a FailedMail. Never commits. Raises only on database trouble, which the
-    fetch loop must treat as "roll back the batch and keep the mail on the server".
+    alone becomes a FailedMail. parsed: parse_or_error of each raw, when done already.
+    Never commits. Raises only on database trouble, which the fetch loop must treat as
+    "roll back the batch and keep the mail on the server".
     """
-    messages = _run(ctx, raws, raw_mails)
+    messages = _run(ctx, raws, raw_mails, parsed)
     _record_failures(ctx, [m for m in messages if m.outcome.kind == "failed"])
     return [m.outcome for m in messages]
 
@@ -234,10 +250,14 @@ def process_message(
 
 
 def _run(
-    ctx: PipelineContext, raws: Sequence[bytes], raw_mails: Sequence[RawMail | None] | None
+    ctx: PipelineContext,
+    raws: Sequence[bytes],
+    raw_mails: Sequence[RawMail | None] | None,
+    parsed: Sequence[Parsed] | None = None,
 ) -> list[_Message]:
+    none = [None] * len(raws)
     messages = [
-        _parse(ctx, raw, rm) for raw, rm in zip(raws, raw_mails or [None] * len(raws), strict=True)
+        _parse(ctx, *args) for args in zip(raws, raw_mails or none, parsed or none, strict=True)
     ]
     conn = db.session.connection()
     # Outside any savepoint: a failed message keeps its raw source for the FailedMail.
@@ -246,13 +266,14 @@ def _run(
     return messages
 
 
-def _parse(ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None) -> _Message:
+def _parse(
+    ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None, parsed: Parsed | None
+) -> _Message:
     message = _Message(raw, raw_mail, MessageOutcome("", sha256=hashlib.sha256(raw).hexdigest()))
     log = message.outcome.log
-    try:
-        mail = parse_mail(raw)
-    except Exception as exc:  # a parser bug must not lose the mail either
-        _failed(message, exc)
+    mail = parsed if parsed is not None else parse_or_error(raw)
+    if isinstance(mail, Exception):
+        _failed(message, mail)
         return message
     message.outcome.message_id = mail.message_id
     message.headers = trusted_headers(ctx, mail, log)
