@@ -35,6 +35,8 @@ MAX_LINE = 1024 * 1024
 MAX_RESPONSE = 64 * 1024 * 1024
 # UIDs per FETCH command: keeps command lines short (imapclient needs plain UID lists).
 SIZE_FETCH_BATCH = 1000
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 TLS_HINT = (
     "If the server uses a private CA, set MAIL_CA_FILE to its certificate; "
     'otherwise untick "Verify TLS certificate" for this account (less safe).'
@@ -552,19 +554,31 @@ class ImapMailbox(Mailbox):
         messages = []
         for start in range(0, len(uids), SIZE_FETCH_BATCH):
             chunk = uids[start : start + SIZE_FETCH_BATCH]
-            with self._errors("reading message sizes"):
-                data = self.client.fetch(chunk, ["RFC822.SIZE"])
+            sizes = self._sizes(chunk)
             for uid in chunk:
-                item = data.get(uid)
-                if item is None:
-                    continue  # expunged between SEARCH and FETCH
-                size = item.get(b"RFC822.SIZE")
-                if not isinstance(size, int):
-                    raise MailProtocolError(
-                        f"{_where(self.settings)}: no RFC822.SIZE for UID {uid} in FETCH"
-                    )
-                messages.append(RemoteMessage(key=str(uid), size=size, uid=uid))
+                if uid in sizes:  # else expunged between SEARCH and FETCH
+                    messages.append(RemoteMessage(key=str(uid), size=sizes[uid], uid=uid))
         return messages
+
+    def _sizes(self, uids: list[int]) -> dict[int, int]:
+        """UID -> RFC822.SIZE. imaplib and two regexes, not imapclient's response parser:
+        that costs ~30 us a message, 3 s before a 100,000-message mailbox even starts."""
+        with self._errors("reading message sizes"):
+            typ, data = self._imap.uid("FETCH", _uid_set(uids), "(UID RFC822.SIZE)")
+        if typ != "OK":
+            raise MailProtocolError(f"{_where(self.settings)}: FETCH RFC822.SIZE failed: {data}")
+        sizes = {}
+        for line in data:
+            if isinstance(line, tuple):  # a literal: not part of a RFC822.SIZE answer
+                line = line[0]
+            uid, size = _UID_RE.search(line or b""), _SIZE_RE.search(line or b"")
+            if uid and size:
+                sizes[int(uid.group(1))] = int(size.group(1))
+            elif uid and int(uid.group(1)) in uids:
+                raise MailProtocolError(
+                    f"{_where(self.settings)}: no RFC822.SIZE for UID {uid.group(1)} in FETCH"
+                )
+        return sizes
 
     def fetch(self, messages: Sequence[RemoteMessage]) -> Iterator[tuple[RemoteMessage, bytes]]:
         """One UID FETCH BODY.PEEK[] for the whole batch (does not set \\Seen)."""
