@@ -542,3 +542,14 @@ def test_large_mail_parses_the_same_across_feed_chunks():
     assert mail.subject == "big"
     assert "\r" not in mail.body_text
     assert mail.body_text.count("\n") == body.count(b"\r\n")
+
+
+def test_large_base64_attachment_is_decoded_exactly():
+    """Parts over 1 MB are decoded in one step (memory); the bytes must be the same."""
+    import random
+
+    data = random.Random(1).randbytes(1_500_000)
+    mail = parse_mail(make_mail(attachments=[("scan.pdf", "application/pdf", data)]))
+    (attachment,) = mail.attachments
+    assert attachment.content == data and attachment.size == len(data)
+    assert not mail.defects

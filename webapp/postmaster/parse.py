@@ -583,6 +583,24 @@ class _CappedParser(BytesFeedParser):
                 )
 
 
+_LARGE_PART = 1024 * 1024
+
+
+def _large_base64(part: Message) -> bytes | None:
+    """A large base64 part decoded in one step. compat32's get_payload(decode=True) splits
+    the text into lines first: 4-5 copies of a 25 MB attachment at once. None: not such a
+    part, or broken base64 (then compat32 decodes it, defects and all)."""
+    payload = part.get_payload()
+    if not isinstance(payload, str) or len(payload) < _LARGE_PART:
+        return None
+    if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
+        return None
+    try:
+        return binascii.a2b_base64(payload.encode("ascii", "surrogateescape"))
+    except (binascii.Error, ValueError):
+        return None
+
+
 class _Collector:
     """Walks the parsed tree and sorts parts into body text, HTML and attachments."""
 
@@ -632,6 +650,9 @@ class _Collector:
         self.add_attachment(part, ctype, filename, content)
 
     def payload(self, part: Message) -> bytes:
+        large = _large_base64(part)
+        if large is not None:
+            return large
         try:
             data = part.get_payload(decode=True)
         except Exception:  # the stdlib decoders have odd corners (uuencode); keep raw
