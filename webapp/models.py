@@ -227,7 +227,9 @@ class RawMail(db.Model):
 
     __tablename__ = "raw_mail"
     id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Not indexed: nothing looks mail up by it here (the dedupe keys have their own sha256
+    # index), and a random-keyed index costs a page write per message at every batch commit.
+    sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
