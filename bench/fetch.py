@@ -365,7 +365,11 @@ def fetchmail(ctx: Bench, protocol: str, raws: Iterable[bytes], scenario: str) -
         for sub in ("cur", "new", "tmp"):
             (maildir / sub).mkdir(parents=True)
         # Its MDA runs once per message, as with procmail or maildrop: a Maildir file each.
-        mda = f"/bin/sh -c 'cat > {maildir}/tmp/$$ && mv {maildir}/tmp/$$ {maildir}/new/$$'"
+        # Named by the shell's PID, which 10,000 deliveries reuse: --backup keeps both files.
+        mda = (
+            f"/bin/sh -c 'cat > {maildir}/tmp/$$ && "
+            f"mv --backup=numbered {maildir}/tmp/$$ {maildir}/new/$$'"
+        )
         rc = Path(tmp) / "fetchmailrc"
         rc.write_text(
             "set no syslog\n"
