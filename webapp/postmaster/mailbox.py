@@ -35,7 +35,7 @@ MAX_LINE = 1024 * 1024
 MAX_RESPONSE = 64 * 1024 * 1024
 # UIDs per FETCH command: keeps command lines short (imapclient needs plain UID lists).
 SIZE_FETCH_BATCH = 1000
-RETR_PIPELINE = 20  # POP3 RETR commands sent before reading their answers
+RETR_PIPELINE = 20  # POP3 RETR (and DELE) commands sent before reading their answers
 _UID_RE = re.compile(rb"\bUID (\d+)")
 _SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 TLS_HINT = (
@@ -969,16 +969,19 @@ class Pop3Mailbox(Mailbox):
         return result
 
     def delete(self, keys: Sequence[str], on_flagged: Callable[[], None] | None = None) -> None:
-        """DELE; the server removes them at QUIT (close())."""
+        """DELE (pipelined like RETR); the server removes them at QUIT (close())."""
         pop = self._require()
-        for key in keys:
-            number = self._number(key)
-            if number is None:
-                continue
+        numbered = [(k, n) for k in keys if (n := self._number(k)) is not None]
+        window = RETR_PIPELINE if self._pipelining() else 1
+        for start in range(0, len(numbered), window):
+            group = numbered[start : start + window]
             with self._errors("deleting messages"):
-                pop.dele(number)
-            assert self._numbers is not None
-            del self._numbers[key]
+                for _key, number in group:
+                    pop._putcmd(f"DELE {number}")  # type: ignore[attr-defined]
+                for key, _number in group:
+                    pop._getresp()  # type: ignore[attr-defined]
+                    assert self._numbers is not None
+                    del self._numbers[key]
         if on_flagged is not None:
             on_flagged()
 
