@@ -398,6 +398,22 @@ def test_reply_to_a_mail_of_the_same_batch_is_its_follow_up(app_ctx):
     assert outcomes[1].ticket_id == outcomes[0].ticket_id
 
 
+def test_replies_after_the_batch_split_still_find_the_ticket(app_ctx):
+    """Replies are looked up once per batch; what earlier chunks wrote is found too."""
+    stored = run(make_account(), make_mail(subject="Old", message_id="<old@x.test>"))
+    mails = [
+        make_mail(subject="New", message_id="<new@x.test>"),
+        make_mail(subject="Re: New", in_reply_to="<new@x.test>"),  # splits the batch
+        make_mail(subject="Re: New again", references=["<new@x.test>"]),
+        make_mail(subject="Re: Old", in_reply_to="<old@x.test>"),
+    ]
+    outcomes = process_batch(build_context(make_account()), mails)
+    db.session.commit()
+    assert [o.kind for o in outcomes] == ["new_ticket", "follow_up", "follow_up", "follow_up"]
+    assert outcomes[1].ticket_id == outcomes[2].ticket_id == outcomes[0].ticket_id
+    assert outcomes[3].ticket_id == stored.ticket_id
+
+
 def test_two_follow_ups_to_one_ticket_in_a_batch_both_change_its_state(app_ctx):
     first = run(make_account(), make_mail(subject="Hello"))
     ticket = ticket_of(first)

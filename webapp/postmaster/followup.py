@@ -60,22 +60,38 @@ def ticket_by_subject(conn: Connection, pattern: re.Pattern[str], subject: str) 
     return next((found[n] for n in numbers if n in found), None)
 
 
-def ticket_by_message_ids(conn: Connection, mail: ParsedMail) -> tuple[TicketRef, str] | None:
-    """The ticket of a stored article this mail replies to: In-Reply-To first, then the
-    References from newest to oldest."""
+def _wanted_ids(mail: ParsedMail) -> list[tuple[str, str]]:
+    """(Message-ID, header) this mail replies to: In-Reply-To first, then the References
+    from newest to oldest."""
     wanted: list[tuple[str, str]] = []
     if mail.in_reply_to:
         wanted.append((mail.in_reply_to, "In-Reply-To"))
     wanted += [(ref, "References") for ref in reversed(mail.references[-MAX_REFERENCES:])]
-    ids = {i for i in (clean_message_id(m) for m, _ in wanted) if i}
-    if not ids:
-        return None
-    rows = conn.execute(_SELECT_BY_MESSAGE_IDS, {"ids": list(ids)}).all()
-    if not rows:
-        return None
-    ticket_of = {message_id: ticket_id for message_id, ticket_id in rows}
+    return wanted
+
+
+def tickets_of_message_ids(conn: Connection, mails: list[ParsedMail]) -> dict[str, int]:
+    """Message-ID -> ticket id of the stored articles these mails reply to: one query per
+    500 ids for a whole fetch batch, not a round trip per message."""
+    ids = sorted({i for mail in mails for m, _ in _wanted_ids(mail) if (i := clean_message_id(m))})
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(_SELECT_BY_MESSAGE_IDS, {"ids": ids[start : start + 500]})
+        found.update({message_id: ticket_id for message_id, ticket_id in rows})
+    return found
+
+
+def ticket_by_message_ids(
+    conn: Connection, mail: ParsedMail, known: dict[str, int] | None = None
+) -> tuple[TicketRef, str] | None:
+    """The ticket of a stored article this mail replies to: In-Reply-To first, then the
+    References from newest to oldest. known: tickets_of_message_ids, kept up to date by
+    the caller, instead of a query."""
+    wanted = _wanted_ids(mail)
+    if known is None:
+        known = tickets_of_message_ids(conn, [mail]) if wanted else {}
     for message_id, header in wanted:
-        ticket_id = ticket_of.get(clean_message_id(message_id) or "")
+        ticket_id = known.get(clean_message_id(message_id) or "")
         if ticket_id is not None:
             row = conn.execute(_SELECT_TICKETS.where(_TICKET.c.id == ticket_id)).one()
             return TicketRef(*row), header
@@ -83,13 +99,16 @@ def ticket_by_message_ids(conn: Connection, mail: ParsedMail) -> tuple[TicketRef
 
 
 def find_follow_up(
-    conn: Connection, ctx: PipelineContext, mail: ParsedMail
+    conn: Connection,
+    ctx: PipelineContext,
+    mail: ParsedMail,
+    known: dict[str, int] | None = None,
 ) -> tuple[TicketRef, str] | None:
     """(ticket, reason) when the mail is a follow-up of an existing ticket."""
     ticket = ticket_by_subject(conn, ctx.ticket_number_re, mail.subject)
     if ticket is not None:
         return ticket, "ticket number in the subject"
-    return ticket_by_message_ids(conn, mail)
+    return ticket_by_message_ids(conn, mail, known)
 
 
 def follow_up_state(

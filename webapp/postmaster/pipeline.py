@@ -35,6 +35,7 @@ from .followup import (
     find_follow_up,
     plan_follow_up,
     ticket_number_pattern,
+    tickets_of_message_ids,
 )
 from .parse import MailParseError, ParsedMail, parse_mail
 from .tickets import (
@@ -315,16 +316,27 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
     chunk: list[_Message] = []
     message_ids: set[str] = set()  # of the chunk's articles
     tickets: set[int] = set()  # followed up in the chunk
+    # Message-ID -> ticket of what the batch replies to: stored before, or written by an
+    # earlier chunk (added below).
+    known = tickets_of_message_ids(conn, [m.mail for m in messages])
+
+    def write_chunk() -> None:
+        _write_chunk(conn, ctx, chunk)
+        for m in chunk:
+            if m.outcome.article_id is not None and m.article.row["message_id"]:
+                known.setdefault(m.article.row["message_id"], m.outcome.ticket_id)
+        chunk.clear()
+        message_ids.clear()
+        tickets.clear()
+
     for message in messages:
         if chunk and _replies_to(message.mail, message_ids):
-            _write_chunk(conn, ctx, chunk)
-            chunk, message_ids, tickets = [], set(), set()
+            write_chunk()
         try:
-            follow = find_follow_up(conn, ctx, message.mail)
+            follow = find_follow_up(conn, ctx, message.mail, known)
             if follow is not None and follow[0].id in tickets:
-                _write_chunk(conn, ctx, chunk)
-                chunk, message_ids, tickets = [], set(), set()
-                follow = find_follow_up(conn, ctx, message.mail)
+                write_chunk()
+                follow = find_follow_up(conn, ctx, message.mail, known)
             _plan(ctx, message, follow)
         except TRANSIENT_DB_ERRORS:
             raise
@@ -336,7 +348,7 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
             message_ids.add(message.article.row["message_id"])
         if message.follow_up is not None:
             tickets.add(message.follow_up.ticket.id)
-    _write_chunk(conn, ctx, chunk)
+    write_chunk()
 
 
 def _replies_to(mail: ParsedMail, message_ids: set[str]) -> bool:
