@@ -35,7 +35,7 @@ class DefaultConfig:
     # the end of the run: each EXPUNGE makes Dovecot rescan the whole maildir, so one per batch
     # makes a 100,000-message mailbox quadratic. Safe at any value: what is committed but not
     # yet deleted is recognised by its dedupe key and only finished by the next run.
-    FETCH_DELETE_EVERY = 2000
+    FETCH_DELETE_EVERY = 5000
 
     # Scheduler
     SCHEDULER_WORKERS = 4
