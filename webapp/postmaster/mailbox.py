@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import TypeVar
 
 from imapclient import IMAPClient, imap4
 from imapclient import tls as imapclient_tls
@@ -35,6 +36,7 @@ MAX_LINE = 1024 * 1024
 MAX_RESPONSE = 64 * 1024 * 1024
 # UIDs per FETCH command: keeps command lines short (imapclient needs plain UID lists).
 SIZE_FETCH_BATCH = 1000
+_T = TypeVar("_T")
 RETR_PIPELINE = 20  # POP3 RETR (and DELE) commands sent before reading their answers
 _UID_RE = re.compile(rb"\bUID (\d+)")
 _SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -924,12 +926,7 @@ class Pop3Mailbox(Mailbox):
         (RFC 2449), which saves a round trip per message."""
         pop = self._require()
         numbered = [(m, n) for m in messages if (n := self._number(m.key)) is not None]
-        window = RETR_PIPELINE if self._pipelining() else 1
-        for start in range(0, len(numbered), window):
-            group = numbered[start : start + window]
-            with self._errors("downloading messages"):
-                for _message, number in group:
-                    pop._putcmd(f"RETR {number}")  # type: ignore[attr-defined]
+        for group in self._send_pipelined("RETR", numbered, "downloading messages"):
             for message, _number in group:
                 yield message, self._read_message(pop, message)
 
@@ -945,10 +942,21 @@ class Pop3Mailbox(Mailbox):
             pop.max_response = MAX_RESPONSE  # type: ignore[attr-defined]
         return b"\r\n".join(lines) + b"\r\n"
 
-    def _pipelining(self) -> bool:
+    def _send_pipelined(
+        self, verb: str, numbered: list[tuple[_T, int]], doing: str
+    ) -> Iterator[list[tuple[_T, int]]]:
+        """Send "<verb> <number>" for a window of messages at a time (RETR_PIPELINE where the
+        server offers PIPELINING, else one) and hand over each window to read its answers."""
+        pop = self._require()
         if self._can_pipeline is None:
             self._can_pipeline = "PIPELINING" in self._capa()
-        return self._can_pipeline
+        window = RETR_PIPELINE if self._can_pipeline else 1
+        for start in range(0, len(numbered), window):
+            group = numbered[start : start + window]
+            with self._errors(doing):
+                for _item, number in group:
+                    pop._putcmd(f"{verb} {number}")  # type: ignore[attr-defined]
+            yield group
 
     def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, tuple[str, str]]:
         """From and Subject via TOP n 0."""
@@ -972,12 +980,8 @@ class Pop3Mailbox(Mailbox):
         """DELE (pipelined like RETR); the server removes them at QUIT (close())."""
         pop = self._require()
         numbered = [(k, n) for k in keys if (n := self._number(k)) is not None]
-        window = RETR_PIPELINE if self._pipelining() else 1
-        for start in range(0, len(numbered), window):
-            group = numbered[start : start + window]
+        for group in self._send_pipelined("DELE", numbered, "deleting messages"):
             with self._errors("deleting messages"):
-                for _key, number in group:
-                    pop._putcmd(f"DELE {number}")  # type: ignore[attr-defined]
                 for key, _number in group:
                     pop._getresp()  # type: ignore[attr-defined]
                     assert self._numbers is not None
