@@ -295,7 +295,7 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     """
     result = state.result
     seen: list[dict] = []
-    todo: list[tuple[RemoteMessage, bytes, dict]] = []
+    todo: list[tuple[RemoteMessage, bytes, Parsed, dict]] = []
     for message, raw, parsed in downloaded:
         row = {
             "mail_account_id": state.account_id,
