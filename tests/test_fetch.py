@@ -223,6 +223,24 @@ def test_keep_mode_marks_read_and_never_fetches_twice(app_ctx, dovecot, mail_use
     assert ticket_count() == 4
 
 
+def test_new_uidvalidity_recognises_stored_mail_by_content(app_ctx, dovecot, mail_user):
+    """A rebuilt folder gets new UIDs: mail stored before is known by its hash, not twice."""
+    for raw in mails(3):
+        mail_user.deliver(raw)
+    account_id = add_account(dovecot, mail_user, "IMAPS", after_fetch="keep")
+    assert fetch_account(account_id).new_tickets == 3
+    maildir = dovecot.maildir(mail_user.username)
+    for name in ("dovecot-uidlist", "dovecot-uidvalidity"):
+        (maildir / name).unlink(missing_ok=True)
+    for index in maildir.glob("dovecot.index*"):
+        index.unlink()
+    mail_user.deliver(make_mail(subject="after the rebuild", message_id="<after@test>"))
+    result = fetch_account(account_id)
+    assert "UIDVALIDITY" in "\n".join(result.log)
+    assert (result.new_tickets, result.duplicates) == (1, 3)
+    assert ticket_count() == 4
+
+
 def test_keep_mode_over_pop3_relies_on_uidl(app_ctx, dovecot, mail_user):
     for raw in mails(3):
         mail_user.deliver(raw)

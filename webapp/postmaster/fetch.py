@@ -296,6 +296,7 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
     result = state.result
     seen: list[dict] = []
     todo: list[tuple[RemoteMessage, bytes, Parsed, dict]] = []
+    batch_hashes: set[str] = set()  # not inserted yet, so _known_content cannot see them
     for message, raw, parsed in downloaded:
         row = {
             "mail_account_id": state.account_id,
@@ -309,11 +310,12 @@ def _fetch_batch(state, mailbox, ctx, downloaded, keys, folder_state, pending=No
         }
         seen.append(row)
         if state.uidvalidity_changed:
-            row["sha256"] = hashlib.sha256(raw).hexdigest()
-            if _known_content(state, row["sha256"]):
+            row["sha256"] = sha256 = hashlib.sha256(raw).hexdigest()
+            if sha256 in batch_hashes or _known_content(state, sha256):
                 result.duplicates += 1
                 state.log(f"UID {message.uid}: already stored before UIDVALIDITY changed; skipped")
                 continue
+            batch_hashes.add(sha256)
         todo.append((message, raw, parsed, row))
     outcomes = process_batch(ctx, [t[1] for t in todo], parsed=[t[2] for t in todo])
     for (message, _raw, _parsed, row), outcome in zip(todo, outcomes, strict=True):
