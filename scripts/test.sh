@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh test
-bash scripts/venv.sh
+bash scripts/venv.sh dev
 eval "$(bash scripts/postgres.sh)"   # exports POSTMASTER_TEST_PG_URL
 
 .venv/bin/ruff check .

@@ -162,7 +162,7 @@ def address_add(
     address: str, queue_name: str, display_name: str | None, comment: str | None, validity: str
 ) -> None:
     """Link an email address to a queue; prints its id."""
-    from .cli import fail
+    from .cli_common import fail
 
     queue = db.session.query(Queue).filter_by(name=queue_name.strip()).first()
     if queue is None:

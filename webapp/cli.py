@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 
 import click
 from flask import Flask, current_app
@@ -14,23 +13,13 @@ from flask_migrate import upgrade
 
 from . import crypto
 from .auth import AdminError, create_admin
+from .cli_common import fail, read_secret_stdin
 from .extensions import db
 from .models import AdminUser
 from .seed import seed_database
 
 admin_cli = AppGroup("admin", help="Admin users.")
 keys_cli = AppGroup("keys", help="Encryption keys of secrets at rest.")
-
-
-def fail(message: str) -> None:
-    """One line on stderr and exit code 2: bad input, nothing written."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(2)
-
-
-def read_secret_stdin() -> str:
-    """A secret from standard input (one line), never from the command line."""
-    return sys.stdin.readline().rstrip("\r\n")
 
 
 @click.command("setup")

@@ -122,7 +122,7 @@ def edit(queue_id: int | None = None):
 @click.option("--validity", default="valid", show_default=True)
 def queue_add(name: str, comment: str | None, validity: str) -> None:
     """Add a queue; prints its id."""
-    from .cli import fail
+    from .cli_common import fail
 
     try:
         queue = save_queue(None, name, validity, comment, "cli")

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 from .extensions import db
 from .models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
+from .oauth.providers import SECRET_WARNING_DAYS
 
 # What the page says when no scheduler is alive: web workers never fetch.
 START_COMMAND = "python -m scheduler"
-SECRET_WARNING_DAYS = 30
 PENDING_STATES = ("queued", "running")
 
 bp = Blueprint("status", __name__, url_prefix="/status")

@@ -10,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from ..account_types import ACCOUNT_TYPES, AFTER_FETCH_CHOICES, DISPATCH_CHOICES, VALIDITIES
-from ..cli import fail, read_secret_stdin
+from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
 from .service import (

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..cli import fail, read_secret_stdin
+from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..mail_accounts.cli import mail_account_cli
 from ..mail_accounts.service import input_from_account

@@ -19,11 +19,9 @@ from ..account_types import VALIDITIES
 from ..auth import current_admin_name
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile
-from .providers import PROVIDERS, tenant_error, url_error
+from .providers import PROVIDERS, SECRET_WARNING_DAYS, tenant_error, url_error
 
 bp = Blueprint("oauth2_profiles", __name__, url_prefix="/oauth2-profiles")
-
-SECRET_WARNING_DAYS = 30
 
 
 # ----- service -----

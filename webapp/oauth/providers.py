@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..models import OAuth2Profile
+from ..validation import is_domain, is_guid
 
 IMAP_SCOPE = "https://outlook.office.com/IMAP.AccessAsUser.All"
 POP_SCOPE = "https://outlook.office.com/POP.AccessAsUser.All"
@@ -15,9 +15,9 @@ OIDC_SCOPES = ("offline_access", "openid", "profile", "email")
 PROTOCOL_SCOPES = {"imap": IMAP_SCOPE, "pop3": POP_SCOPE}
 
 MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+# Client secrets (and certificates) are flagged on the profile screen and on Status this long
+# before they expire: Entra ID shows no reminder, and an expired secret stops every fetch.
+SECRET_WARNING_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def tenant_error(tenant_id: str) -> str | None:
             f'"{value}" is not a tenant: a single-tenant app needs its tenant ID or domain '
             "(AADSTS50194 otherwise)."
         )
-    if _GUID.match(value) or (len(value) <= 253 and _DOMAIN.match(value)):
+    if is_guid(value) or is_domain(value):
         return None
     return "The tenant ID must be a GUID (like 5f1c3a2e-...) or a domain (like contoso.com)."
 

@@ -1,0 +1,22 @@
+"""How times are written for machines (`--json`, JSON endpoints): one format everywhere.
+
+Stored times are naive UTC (see `models.utcnow`); the `Z` says so to whoever reads the JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """`2026-12-02T10:15:00Z` for a stored (naive UTC or aware) time; None stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="seconds") + "Z"
+
+
+def iso_date(value: date | None) -> str | None:
+    """`2026-12-02` for a date (a secret's expiry); None stays None."""
+    return value.isoformat() if value is not None else None
