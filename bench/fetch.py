@@ -450,7 +450,7 @@ class Database:
         """Mail accounts (user, port, type) and the per-run cap above N; returns their ids."""
         from webapp.extensions import db
         from webapp.models import MailAccount
-        from webapp.settings import set_setting
+        from webapp.settings.store import set_setting
 
         with self.app.app_context():
             rows = [

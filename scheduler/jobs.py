@@ -19,7 +19,7 @@ from sqlalchemy import delete, update
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
 from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease
-from webapp.settings import get_int_setting
+from webapp.settings.store import get_int_setting
 
 log = logging.getLogger("scheduler")
 

@@ -8,7 +8,7 @@ from tests.mailgen import make_mail
 from webapp.extensions import db
 from webapp.models import Article, MailAccount, Queue, SystemAddress, Ticket
 from webapp.postmaster.pipeline import MessageOutcome, build_context, process_message
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 
 def queue_id(name: str) -> int:

@@ -11,7 +11,7 @@ from tests.mailgen import make_mail, realistic_corpus
 from webapp.extensions import db
 from webapp.models import FetchRun, MailAccount, OversizedMessage, Queue, SystemAddress
 from webapp.postmaster.fetch import FetchOptions, fetch_account
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 ALL_TYPES = ["IMAP", "IMAPS", "IMAPTLS", "POP3", "POP3S", "POP3TLS"]
 

@@ -13,7 +13,7 @@ import pytest
 from tests.fetching import REPO, add_account, cli_env, run_cli, stored_message_ids
 from tests.mailgen import make_mail
 from webapp.extensions import db
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 CRASH_POINTS = ["before_fetch", "before_commit", "after_commit", "during_delete", "after_delete"]
 

@@ -31,7 +31,7 @@ from webapp.postmaster.pipeline import (
     reprocess_failed_mail,
 )
 from webapp.postmaster.tickets import next_ticket_number
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 NUMBER_RE = re.compile(r"^\d{8}10\d{6}$")
 

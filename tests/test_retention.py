@@ -8,7 +8,7 @@ from scheduler import jobs
 from webapp.extensions import db
 from webapp.models import FetchRun, MailAccount, SchedulerNode, SeenMessage, utcnow
 from webapp.postmaster import retention
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 
 def setup_rows() -> MailAccount:

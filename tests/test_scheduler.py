@@ -11,7 +11,7 @@ from scheduler import jobs
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
 from webapp.postmaster.lease import claim_due_accounts, release_lease
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 
 def make_account(n: int, **fields) -> int:

@@ -25,7 +25,7 @@ from tests.scheduling import (
 )
 from webapp.extensions import db
 from webapp.models import FetchRun, MailAccount, SchedulerNode, utcnow
-from webapp.settings import set_setting
+from webapp.settings.store import set_setting
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.postgres, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from webapp.extensions import db
 from webapp.models import Queue
-from webapp.settings import SETTINGS, get_setting
+from webapp.settings.store import SETTINGS, get_setting
 
 
 def settings_data(**overrides) -> dict:

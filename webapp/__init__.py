@@ -80,7 +80,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(mail_accounts.bp)
     app.register_blueprint(queues.bp)
     app.register_blueprint(addresses.bp)
-    app.register_blueprint(settings.bp)
+    settings.init_app(app)
 
     from .oauth import flow as oauth2_flow
     from .oauth import profiles as oauth2_profiles

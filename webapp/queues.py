@@ -30,7 +30,7 @@ def validate_queue(
     name: str, validity: str, comment: str | None, queue: Queue | None = None
 ) -> dict[str, str]:
     """{field: message} for bad queue input."""
-    from .settings import get_setting
+    from .settings.store import get_setting
 
     errors: dict[str, str] = {}
     name = (name or "").strip()
@@ -68,7 +68,7 @@ def save_queue(
         queue = Queue(created_by=actor)
         db.session.add(queue)
     elif queue.name != name.strip():
-        from .settings import SETTINGS, get_setting, set_setting
+        from .settings.store import SETTINGS, get_setting, set_setting
 
         if get_setting("PostmasterDefaultQueue") == queue.name:
             set_setting(SETTINGS["PostmasterDefaultQueue"].key, name.strip())

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import FetchRun, FolderState, MailAccount, OversizedMessage, SeenMessage, utcnow
-from ..settings import get_int_setting
+from ..settings.store import get_int_setting
 from .faults import fault_point
 from .lease import Lease, LeaseLost, claim_account, lease_holder, release_lease, renew_lease
 from .mailbox import Mailbox, MailboxSettings, MailError, RemoteMessage, open_mailbox

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from ..extensions import db
 from ..models import Article, FailedMail, MailAccount, Queue, RawMail, TicketPriority, TicketState
 from ..seed import DEFAULT_PRIORITY, DEFAULT_STATE, FOLLOW_UP_STATE
-from ..settings import get_setting
+from ..settings.store import get_setting
 from .dispatch import (
     is_ignored,
     load_address_queues,

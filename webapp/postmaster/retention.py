@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from ..extensions import db
 from ..models import FetchRun, SeenMessage, utcnow
-from ..settings import get_int_setting
+from ..settings.store import get_int_setting
 
 # Rows per DELETE: short transactions, so fetches committing meanwhile never wait long.
 CHUNK = 5000

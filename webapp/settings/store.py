@@ -1,16 +1,15 @@
-"""PostMaster settings kept in the database, each with a default and a help text."""
+"""PostMaster settings kept in the database, each with a default and a help text.
+
+The store is core: the fetch engine and the scheduler read settings through it, so it depends
+on the models alone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, NumberRange
-
-from .extensions import db
-from .models import Queue, Setting
+from ..extensions import db
+from ..models import Setting
 
 
 @dataclass(frozen=True)
@@ -88,49 +87,14 @@ def get_setting(key: str) -> str:
 
 
 def get_int_setting(key: str) -> int:
+    """A number setting (the form and the CLI only store whole numbers in range)."""
     return int(get_setting(key))
 
 
 def set_setting(key: str, value: str) -> None:
+    """Store a value; the caller commits."""
     row = db.session.get(Setting, key)
     if row is None:
         db.session.add(Setting(key=key, value=value))
     else:
         row.value = value
-
-
-bp = Blueprint("settings", __name__, url_prefix="/settings")
-
-
-def _settings_form(data: dict[str, str]) -> FlaskForm:
-    """A form class built from SETTINGS, so a new setting is one entry above."""
-
-    class SettingsForm(FlaskForm):
-        submit = SubmitField("Save")
-
-    queues = [(q.name, q.name) for q in db.session.query(Queue).order_by(Queue.name)]
-    for spec in SETTINGS.values():
-        if spec.kind == "int":
-            field = IntegerField(
-                spec.label,
-                validators=[DataRequired(), NumberRange(spec.minimum, spec.maximum)],
-                description=spec.help,
-            )
-        elif spec.kind == "queue":
-            field = SelectField(spec.label, choices=queues, description=spec.help)
-        else:
-            field = StringField(spec.label, validators=[DataRequired()], description=spec.help)
-        setattr(SettingsForm, spec.key, field)
-    return SettingsForm(data=data)
-
-
-@bp.route("/", methods=["GET", "POST"])
-def edit():
-    form = _settings_form({k: get_setting(k) for k in SETTINGS})
-    if form.validate_on_submit():
-        for key in SETTINGS:
-            set_setting(key, str(form[key].data).strip())
-        db.session.commit()
-        flash("Settings saved.", "success")
-        return redirect(url_for("settings.edit"))
-    return render_template("settings/edit.html", form=form, specs=SETTINGS)

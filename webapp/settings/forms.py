@@ -1,0 +1,34 @@
+"""The Settings form, built from the SETTINGS table so a new setting is one entry there."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, NumberRange
+
+from ..extensions import db
+from ..models import Queue
+from .store import SETTINGS
+
+
+def settings_form(data: dict[str, str]) -> FlaskForm:
+    """A form with one field per setting, filled with `data`."""
+
+    class SettingsForm(FlaskForm):
+        submit = SubmitField("Save")
+
+    queues = [(q.name, q.name) for q in db.session.query(Queue).order_by(Queue.name)]
+    for spec in SETTINGS.values():
+        field: IntegerField | SelectField | StringField
+        if spec.kind == "int":
+            field = IntegerField(
+                spec.label,
+                validators=[DataRequired(), NumberRange(spec.minimum, spec.maximum)],
+                description=spec.help,
+            )
+        elif spec.kind == "queue":
+            field = SelectField(spec.label, choices=queues, description=spec.help)
+        else:
+            field = StringField(spec.label, validators=[DataRequired()], description=spec.help)
+        setattr(SettingsForm, spec.key, field)
+    return SettingsForm(data=data)
