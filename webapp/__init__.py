@@ -73,20 +73,15 @@ def check_config(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per screen area."""
-    from . import addresses, dashboard, queues, settings
-    from .mail_accounts import views as mail_accounts
+    from . import addresses, dashboard, mail_accounts, oauth, queues, settings
 
     app.register_blueprint(dashboard.bp)
-    app.register_blueprint(mail_accounts.bp)
+    mail_accounts.init_app(app)
     app.register_blueprint(queues.bp)
     app.register_blueprint(addresses.bp)
     settings.init_app(app)
 
-    from .oauth import flow as oauth2_flow
-    from .oauth import profiles as oauth2_profiles
-
-    app.register_blueprint(oauth2_profiles.bp)
-    app.register_blueprint(oauth2_flow.bp)
+    oauth.init_app(app)
     from . import status
 
     app.register_blueprint(status.bp)

@@ -75,19 +75,14 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(keys_cli)
     from .addresses import system_address_cli
-    from .mail_accounts.cli import mail_account_cli
     from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
     from .queues import queue_cli
 
-    app.cli.add_command(mail_account_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(system_address_cli)
     from .tickets.cli import ticket_cli
 
     app.cli.add_command(ticket_cli)
-    from .oauth.cli import oauth2_profile_cli  # also adds `mail-account authorize`
-
-    app.cli.add_command(oauth2_profile_cli)
     from .status import scheduler_cli, status_command
 
     app.cli.add_command(status_command)

@@ -7,3 +7,15 @@
 - errors.py: provider errors and AADSTS codes in plain words
 - cli.py: `oauth2-profile add|list` and `mail-account authorize ID`
 """
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from . import cli, flow, profiles
+
+    app.register_blueprint(profiles.bp)
+    app.register_blueprint(flow.bp)
+    app.cli.add_command(cli.oauth2_profile_cli)
