@@ -89,8 +89,8 @@ def owner_of(pid: int) -> str:
     return db.session.query(SchedulerNode).filter_by(pid=pid).one().owner
 
 
-def leases_held_by(owner: str) -> int:
-    return db.session.query(MailAccount).filter_by(lease_owner=owner).count()
+def node_pids() -> set[int]:
+    return {n.pid for n in db.session.query(SchedulerNode)}
 
 
 def test_two_schedulers_share_the_work_and_survive_a_sigkill(app, app_ctx, dovecot, tmp_path):
@@ -99,32 +99,29 @@ def test_two_schedulers_share_the_work_and_survive_a_sigkill(app, app_ctx, dovec
     db.session.commit()
     env = dict(POSTMASTER_FETCH_BATCH_SIZE="10", POSTMASTER_SCHEDULER_WORKERS="4")
     started = time.monotonic()
-    victim = start_scheduler(app, tmp_path / "a.log", **env)
+    # The victim kills itself (SIGKILL) right after its third batch commit: it is then provably
+    # in the middle of fetching an account, holding that account's lease, whatever the timing.
+    victim = start_scheduler(app, tmp_path / "a.log", POSTMASTER_CRASH_AT="after_commit:3", **env)
     survivor = start_scheduler(app, tmp_path / "b.log", via_flask=True, **env)
     try:
-        wait_for(lambda: db.session.query(SchedulerNode).count() == 2, 20, "both heartbeats")
-        victim_owner, survivor_owner = owner_of(victim.pid), owner_of(survivor.pid)
-        # Kill the victim while it is in the middle of fetching some of its accounts.
-        wait_for(
-            lambda: leases_held_by(victim_owner) >= 2 and len(stored_message_ids()) >= 50,
-            30,
-            "the victim to be mid-run",
-            step=0.05,
-        )
-        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=120)
         killed_at = utcnow().timestamp()
-        victim.wait(timeout=10)
+        assert victim.returncode == -signal.SIGKILL, log_text(victim)
+        db.session.expire_all()
+        victim_owner = owner_of(victim.pid)  # its heartbeat row outlives it
         orphaned = {a.id for a in db.session.query(MailAccount).filter_by(lease_owner=victim_owner)}
-        assert orphaned
+        assert orphaned, "the victim died holding no lease"
+        wait_for(lambda: survivor.pid in node_pids(), 30, "the survivor's heartbeat")
+        survivor_owner = owner_of(survivor.pid)
 
         # The survivor takes the orphans once their leases expire, and finishes everything.
-        wait_for(lambda: len(stored_message_ids()) >= len(ids), 50, "every message stored")
+        wait_for(lambda: len(stored_message_ids()) >= len(ids), 240, "every message stored")
         wait_for(
             lambda: (
                 db.session.query(MailAccount).filter(MailAccount.lease_owner.isnot(None)).count()
                 == 0
             ),
-            20,
+            60,
             "all leases released",
         )
     finally:
@@ -143,8 +140,6 @@ def test_two_schedulers_share_the_work_and_survive_a_sigkill(app, app_ctx, dovec
     checked = assert_runs_never_overlap({victim_owner: killed_at})
 
     runs = db.session.query(FetchRun).all()
-    owners = {r.owner for r in runs}
-    assert owners == {victim_owner, survivor_owner}, "both processes must have fetched"
     for account_id in orphaned:
         takeover = [
             r for r in runs if r.mail_account_id == account_id and r.owner == survivor_owner
