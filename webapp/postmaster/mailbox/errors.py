@@ -19,7 +19,7 @@ from .limits import LimitExceeded
 from .settings import MailboxSettings
 
 TLS_HINT = (
-    "If the server uses a private CA, set MAIL_CA_FILE to its certificate; "
+    "If the server uses a private CA, set POSTMASTER_MAIL_CA_FILE to its certificate; "
     'otherwise untick "Verify TLS certificate" for this account (less safe).'
 )
 

@@ -21,6 +21,6 @@ def tls_context(settings: MailboxSettings) -> ssl.SSLContext:
             context.load_verify_locations(settings.ca_file)
         except (OSError, ssl.SSLError) as e:
             raise MailTLSError(
-                f"Cannot use the CA file {settings.ca_file} (MAIL_CA_FILE): {e}"
+                f"Cannot use the CA file {settings.ca_file} (POSTMASTER_MAIL_CA_FILE): {e}"
             ) from None
     return context
