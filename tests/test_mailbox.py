@@ -1,4 +1,4 @@
-"""mailbox.py against the real test Dovecot and against tiny hostile servers."""
+"""The mailbox package against the real test Dovecot and against tiny hostile servers."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from webapp.postmaster.mailbox import (
     MailLoginError,
     MailProtocolError,
     MailTLSError,
+    Pop3Mailbox,
     open_mailbox,
 )
 
@@ -645,8 +646,6 @@ def test_pop3_xoauth2_error_without_challenge(hostile) -> None:
 
     server = hostile(script)
     # open_mailbox() refuses tokens without TLS, and this server has none: use the class.
-    from webapp.postmaster.mailbox import Pop3Mailbox
-
     settings = hostile_settings(server, "pop3", password=None, access_token="secret-token-xyz")
     with pytest.raises(MailLoginError) as error:
         Pop3Mailbox(settings)
