@@ -77,7 +77,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(dashboard.bp)
     mail_accounts.init_app(app)
-    app.register_blueprint(queues.bp)
+    queues.init_app(app)
     app.register_blueprint(addresses.bp)
     settings.init_app(app)
 

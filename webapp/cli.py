@@ -76,9 +76,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     from .addresses import system_address_cli
     from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
-    from .queues import queue_cli
 
-    app.cli.add_command(queue_cli)
     app.cli.add_command(system_address_cli)
     from .tickets.cli import ticket_cli
 
