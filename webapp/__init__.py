@@ -78,7 +78,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(dashboard.bp)
     mail_accounts.init_app(app)
     queues.init_app(app)
-    app.register_blueprint(addresses.bp)
+    addresses.init_app(app)
     settings.init_app(app)
 
     oauth.init_app(app)

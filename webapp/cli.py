@@ -74,10 +74,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(setup_command)
     app.cli.add_command(admin_cli)
     app.cli.add_command(keys_cli)
-    from .addresses import system_address_cli
     from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
 
-    app.cli.add_command(system_address_cli)
     from .tickets.cli import ticket_cli
 
     app.cli.add_command(ticket_cli)
