@@ -84,7 +84,7 @@ def register_blueprints(app: Flask) -> None:
     oauth.init_app(app)
     from . import status
 
-    app.register_blueprint(status.bp)
+    status.init_app(app)
 
     from .tickets import failed as failed_mail
     from .tickets import views as tickets

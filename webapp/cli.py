@@ -79,7 +79,3 @@ def init_app(app: Flask) -> None:
     from .tickets.cli import ticket_cli
 
     app.cli.add_command(ticket_cli)
-    from .status import scheduler_cli, status_command
-
-    app.cli.add_command(status_command)
-    app.cli.add_command(scheduler_cli)
