@@ -12,13 +12,11 @@ from flask.cli import AppGroup
 from flask_migrate import upgrade
 
 from . import crypto
-from .auth import AdminError, create_admin
-from .cli_common import fail, read_secret_stdin
+from .auth.service import create_admin
 from .extensions import db
 from .models import AdminUser
 from .seed import seed_database
 
-admin_cli = AppGroup("admin", help="Admin users.")
 keys_cli = AppGroup("keys", help="Encryption keys of secrets at rest.")
 
 
@@ -45,22 +43,6 @@ def setup_command(admin_name: str) -> None:
     click.echo("Database ready.")
 
 
-@admin_cli.command("create")
-@click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def admin_create(name: str, password_stdin: bool) -> None:
-    """Add an admin user (password prompted)."""
-    if password_stdin:
-        password = read_secret_stdin()
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        create_admin(name, password)
-    except AdminError as e:
-        fail(str(e))
-    click.echo(f"Admin {name!r} created.")
-
-
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
     """Add a new key and re-encrypt every stored secret with it."""
@@ -72,10 +54,8 @@ def keys_rotate() -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(setup_command)
-    app.cli.add_command(admin_cli)
     app.cli.add_command(keys_cli)
     from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
-
     from .tickets.cli import ticket_cli
 
     app.cli.add_command(ticket_cli)
