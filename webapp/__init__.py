@@ -86,11 +86,10 @@ def register_blueprints(app: Flask) -> None:
 
     status.init_app(app)
 
-    from .tickets import failed as failed_mail
-    from .tickets import views as tickets
+    from . import failed_mail, tickets
 
-    app.register_blueprint(tickets.bp)
-    app.register_blueprint(failed_mail.bp)
+    tickets.init_app(app)
+    failed_mail.init_app(app)
 
     from .navigation import NAV_ITEMS
 

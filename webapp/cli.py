@@ -56,6 +56,3 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(setup_command)
     app.cli.add_command(keys_cli)
     from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
-    from .tickets.cli import ticket_cli
-
-    app.cli.add_command(ticket_cli)
