@@ -1,5 +1,5 @@
-"""Command-line interface: `flask --app wsgi ...`. Each command calls the same services as the
-views, so the CLI validates exactly like the forms."""
+"""`flask --app wsgi setup`: first setup of a server (migrations, encryption key, default
+rows, a first admin). Safe to run again: it only adds what is missing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import secrets
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 from flask_migrate import upgrade
 
 from . import crypto
@@ -16,8 +15,6 @@ from .auth.service import create_admin
 from .extensions import db
 from .models import AdminUser
 from .seed import seed_database
-
-keys_cli = AppGroup("keys", help="Encryption keys of secrets at rest.")
 
 
 @click.command("setup")
@@ -43,16 +40,6 @@ def setup_command(admin_name: str) -> None:
     click.echo("Database ready.")
 
 
-@keys_cli.command("rotate")
-def keys_rotate() -> None:
-    """Add a new key and re-encrypt every stored secret with it."""
-    from .secrets_store import rotate_all_secrets
-
-    count = rotate_all_secrets(current_app.instance_path, current_app.config["ENCRYPTION_KEYS"])
-    click.echo(f"Re-encrypted {count} secrets with the new key.")
-
-
 def init_app(app: Flask) -> None:
+    """Register the `setup` command."""
     app.cli.add_command(setup_command)
-    app.cli.add_command(keys_cli)
-    from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
