@@ -13,7 +13,7 @@ from tests.browser import *  # noqa: F403  (browser, live_server, sign_in)
 from tests.idp.fixtures import *  # noqa: F403  (idp, ms_tenant, idp_redirect_uris)
 from tests.servers.fixtures import *  # noqa: F403  (dovecot, mail_user)
 from webapp import create_app
-from webapp.auth import create_admin
+from webapp.auth.service import create_admin
 from webapp.extensions import db
 from webapp.seed import seed_database
 

@@ -11,7 +11,7 @@ from scheduler import jobs
 from webapp.extensions import db
 from webapp.models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
 from webapp.postmaster.requests import request_fetch
-from webapp.status import account_fetch_state, scheduler_alive
+from webapp.status.service import account_fetch_state, scheduler_alive
 
 
 def make_account(n: int = 1, **fields) -> MailAccount:

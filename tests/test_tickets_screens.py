@@ -8,10 +8,10 @@ import pytest
 
 from tests.mailgen import make_mail
 from tests.test_dispatch import make_account, run
+from webapp.downloads import content_disposition, safe_content_type
 from webapp.extensions import db
 from webapp.models import Attachment, FailedMail, Ticket
 from webapp.postmaster import pipeline
-from webapp.tickets.downloads import content_disposition, safe_content_type
 
 XSS = "<script>alert('x')</script>"
 

@@ -7,13 +7,49 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import crypto
+from . import (
+    addresses,
+    auth,
+    crypto,
+    dashboard,
+    errors,
+    failed_mail,
+    keys,
+    mail_accounts,
+    navigation,
+    oauth,
+    proxy,
+    queues,
+    security,
+    settings,
+    setup,
+    status,
+    tickets,
+)
 from .config import DEV_SECRET_KEY, DefaultConfig
 from .extensions import csrf, db, migrate
 
+# Adds `mail-account fetch|test` to the mail-account group (an import for its side effect;
+# the mail accounts package takes these commands over).
+from .postmaster import commands as _fetch_commands  # noqa: F401
+
+# Every screen area, in the order of the navigation; each registers its blueprint and its
+# command group in init_app.
+FEATURES = (
+    dashboard,
+    tickets,
+    failed_mail,
+    mail_accounts,
+    oauth,
+    queues,
+    addresses,
+    settings,
+    status,
+)
+
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """The app factory: config layers, checks, extensions, blueprints, CLI, proxy."""
+    """The app factory: config, checks, extensions, then every feature registers itself."""
     app = Flask(__name__, instance_relative_config=True)
     load_config(app, test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
@@ -24,18 +60,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     crypto.configure(crypto.load_keys(app.config["ENCRYPTION_KEYS"], app.instance_path))
 
-    from . import auth, errors, security
-
-    auth.init_app(app)
-    security.init_app(app)
-    errors.init_app(app)
-    register_blueprints(app)
-
-    from . import cli
-
-    cli.init_app(app)
-    from . import proxy
-
+    # The sign-in guard first: it runs before every request of every feature.
+    for part in (auth, security, errors, navigation, setup, keys):
+        part.init_app(app)
+    for feature in FEATURES:
+        feature.init_app(app)
     proxy.init_app(app)
     return app
 
@@ -69,31 +98,3 @@ def check_config(app: Flask) -> None:
         raise RuntimeError(
             "No encryption key: set POSTMASTER_ENCRYPTION_KEYS or create instance/encryption.key"
         )
-
-
-def register_blueprints(app: Flask) -> None:
-    """One blueprint per screen area."""
-    from . import addresses, dashboard, mail_accounts, oauth, queues, settings
-
-    app.register_blueprint(dashboard.bp)
-    mail_accounts.init_app(app)
-    app.register_blueprint(queues.bp)
-    app.register_blueprint(addresses.bp)
-    settings.init_app(app)
-
-    oauth.init_app(app)
-    from . import status
-
-    app.register_blueprint(status.bp)
-
-    from .tickets import failed as failed_mail
-    from .tickets import views as tickets
-
-    app.register_blueprint(tickets.bp)
-    app.register_blueprint(failed_mail.bp)
-
-    from .navigation import NAV_ITEMS
-
-    @app.context_processor
-    def navigation() -> dict:
-        return {"nav_items": [(e, label) for e, label in NAV_ITEMS if e in app.view_functions]}

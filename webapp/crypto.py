@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import Text, TypeDecorator
 
 _fernet: MultiFernet | None = None
@@ -16,6 +18,7 @@ class SecretDecryptError(Exception):
 
 
 def key_file(instance_path: str) -> Path:
+    """Where the key file lives when POSTMASTER_ENCRYPTION_KEYS is not set."""
     return Path(instance_path) / "encryption.key"
 
 
@@ -53,10 +56,12 @@ def _require() -> MultiFernet:
 
 
 def encrypt(value: str) -> str:
+    """Encrypt with the newest key."""
     return _require().encrypt(value.encode()).decode()
 
 
 def decrypt(value: str) -> str:
+    """Decrypt with any configured key; SecretDecryptError when none fits."""
     try:
         return _require().decrypt(value.encode()).decode()
     except InvalidToken:
@@ -70,14 +75,14 @@ def rotate(value: str) -> str:
     return _require().rotate(value.encode()).decode()
 
 
-class EncryptedText(TypeDecorator):
+class EncryptedText(TypeDecorator[str]):
     """A text column stored encrypted; Python sees plain text."""
 
     impl = Text
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         return None if value is None else encrypt(value)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> str | None:
         return None if value is None else decrypt(value)

@@ -1,5 +1,7 @@
 """Friendly error pages."""
 
+from __future__ import annotations
+
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
 
@@ -12,17 +14,19 @@ MESSAGES = {
 }
 
 
-def render_error(code: int, detail: str | None = None):
+def render_error(code: int, detail: str | None = None) -> tuple[str, int]:
+    """The error page for an HTTP status, with the standard text or `detail`."""
     title, text = MESSAGES[code]
     return render_template("error.html", code=code, title=title, text=detail or text), code
 
 
 def init_app(app: Flask) -> None:
+    """Register the friendly pages for the common errors and for an expired form."""
     for code in MESSAGES:
         app.register_error_handler(code, lambda e, code=code: render_error(code))
 
     @app.errorhandler(CSRFError)
-    def csrf_error(e: CSRFError):
+    def csrf_error(e: CSRFError) -> tuple[str, int]:
         return render_error(
             400,
             f"The form has expired or was not sent by this site ({e.description}). "

@@ -1,6 +1,9 @@
 """Flask extensions, created unbound and bound to the app in create_app."""
 
+from __future__ import annotations
+
 import sqlite3
+from typing import Any
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -20,7 +23,7 @@ csrf = CSRFProtect()
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     """SQLite in WAL mode: readers (the web app) never block the fetcher's batch commits, and
     a commit costs one fsync instead of several. synchronous=FULL keeps every committed batch
     on disk before the server is told to delete its messages, even across a power loss."""
@@ -32,7 +35,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 
 @event.listens_for(Engine, "connect")
-def _postgres_lz4(dbapi_connection, connection_record) -> None:
+def _postgres_lz4(dbapi_connection: Any, connection_record: Any) -> None:
     """PostgreSQL compresses large values (raw mail, bodies, attachments) with pglz by default;
     lz4 costs a fraction of its CPU, and the fetch batch waits for it on every insert. Only new
     values are affected, and servers built without lz4 keep pglz."""

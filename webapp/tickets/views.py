@@ -2,102 +2,59 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import selectinload, undefer
+from flask import Blueprint, Response, abort, render_template
 
+from ..downloads import download_response
 from ..extensions import db
-from ..models import Article, Attachment, Queue, RawMail, Ticket, TicketState
-from .downloads import download_response
+from ..models import Article, Queue, Ticket
+from ..paging import page_number
+from .service import (
+    attachment_with_content,
+    queue_overview,
+    queue_tickets,
+    raw_mail_content,
+    ticket_articles,
+)
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 
-PAGE_SIZE = 100
-# State types that no longer need work; the overview counts the others as open.
-DONE_STATE_TYPES = ("closed", "merged", "removed")
-
-
-def queue_overview() -> list[dict]:
-    """Every queue with its number of tickets and of tickets still open."""
-    is_open = case(
-        (Ticket.id.is_(None), 0), (TicketState.type_name.in_(DONE_STATE_TYPES), 0), else_=1
-    )
-    rows = db.session.execute(
-        select(Queue.id, Queue.name, Queue.validity, func.count(Ticket.id), func.sum(is_open))
-        .outerjoin(Ticket, Ticket.queue_id == Queue.id)
-        .outerjoin(TicketState, TicketState.id == Ticket.state_id)
-        .group_by(Queue.id, Queue.name, Queue.validity)
-        .order_by(Queue.name)
-    )
-    return [
-        {"id": i, "name": n, "validity": v, "total": total, "open": open_ or 0}
-        for i, n, v, total, open_ in rows
-    ]
-
-
-def page_number() -> int:
-    """The ?page= argument, 1 when missing or nonsense."""
-    return max(request.args.get("page", 1, type=int) or 1, 1)
-
 
 @bp.route("/")
-def index():
+def index() -> str:
     return render_template("tickets/queues.html", queues=queue_overview())
 
 
 @bp.route("/queue/<int:queue_id>")
-def queue(queue_id: int):
+def queue(queue_id: int) -> str:
     queue = db.get_or_404(Queue, queue_id)
     page = page_number()
-    tickets = db.session.scalars(
-        select(Ticket)
-        .where(Ticket.queue_id == queue_id)
-        .options(selectinload(Ticket.state), selectinload(Ticket.priority))
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-        .limit(PAGE_SIZE + 1)
-        .offset((page - 1) * PAGE_SIZE)
-    ).all()
+    tickets, has_next = queue_tickets(queue_id, page)
     return render_template(
-        "tickets/queue.html",
-        queue=queue,
-        tickets=tickets[:PAGE_SIZE],
-        page=page,
-        has_next=len(tickets) > PAGE_SIZE,
+        "tickets/queue.html", queue=queue, tickets=tickets, page=page, has_next=has_next
     )
 
 
 @bp.route("/<int:ticket_id>")
-def show(ticket_id: int):
+def show(ticket_id: int) -> str:
     ticket = db.get_or_404(Ticket, ticket_id)
-    articles = db.session.scalars(
-        select(Article)
-        .where(Article.ticket_id == ticket_id)
-        .options(
-            undefer(Article.body_text),
-            undefer(Article.body_html),
-            selectinload(Article.attachments),
-        )
-        .order_by(Article.id)
-    ).all()
+    articles = ticket_articles(ticket_id)
     return render_template("tickets/ticket.html", ticket=ticket, articles=articles)
 
 
 @bp.route("/attachment/<int:attachment_id>")
-def attachment(attachment_id: int):
-    item = db.session.scalar(
-        select(Attachment)
-        .where(Attachment.id == attachment_id)
-        .options(undefer(Attachment.content))
-    )
+def attachment(attachment_id: int) -> Response:
+    item = attachment_with_content(attachment_id)
     if item is None:
         abort(404)
     return download_response(item.content, item.filename, item.content_type)
 
 
 @bp.route("/article/<int:article_id>/raw")
-def article_raw(article_id: int):
+def article_raw(article_id: int) -> Response:
     article = db.get_or_404(Article, article_id)
     if article.raw_mail_id is None:
         abort(404)
-    content = db.session.scalar(select(RawMail.content).where(RawMail.id == article.raw_mail_id))
+    content = raw_mail_content(article.raw_mail_id)
+    if content is None:  # the raw mail is referenced by a foreign key: only a type guard
+        abort(404)
     return download_response(content, f"{article.ticket.number}-{article.id}.eml")

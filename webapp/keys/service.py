@@ -1,13 +1,13 @@
-"""Key rotation for every encrypted column."""
+"""Key rotation for every encrypted column (the keys and the column type: crypto.py)."""
 
 from __future__ import annotations
 
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from . import crypto
-from .crypto import EncryptedText
-from .extensions import db
+from .. import crypto
+from ..crypto import EncryptedText
+from ..extensions import db
 
 
 def encrypted_columns() -> list[tuple[str, str, str]]:

@@ -1,12 +1,12 @@
 """Failed mail: messages the pipeline could not process, kept and shown until reprocessed
-or deleted by an admin."""
+or deleted by an admin. Shared by the Failed mail screen and `flask ticket failed|
+reprocess-failed`."""
 
 from __future__ import annotations
 
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from flask import Blueprint, flash, redirect, render_template, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -14,10 +14,6 @@ from ..extensions import db
 from ..models import FailedMail, RawMail
 from ..postmaster.parse import decode_header_value
 from ..postmaster.pipeline import MessageOutcome, delete_failed_mail, reprocess_failed_mail
-from .downloads import download_response
-from .views import page_number
-
-bp = Blueprint("failed_mail", __name__, url_prefix="/failed-mail")
 
 PAGE_SIZE = 50
 # Enough for From and Subject; never load a whole (maybe 30 MB) message for a list row.
@@ -53,44 +49,37 @@ def failed_mail_page(page: int) -> tuple[list[dict], bool]:
     return items[:PAGE_SIZE], len(items) > PAGE_SIZE
 
 
-def outcome_message(outcome: MessageOutcome) -> tuple[str, str]:
-    """Flash text and category for a reprocessed mail."""
-    if outcome.kind == "failed":
-        return f"Failed again: {outcome.error}", "error"
-    if outcome.kind == "ignored":
-        return "The mail was ignored (X-OTOBO-Ignore) and removed.", "warning"
-    what = "New ticket" if outcome.kind == "new_ticket" else "Follow-up to ticket"
-    return f"{what} created.", "success"
+def failed_mail_rows() -> list[dict]:
+    """Every failed mail, oldest first: id, account, time and error (for the CLI)."""
+    failed = db.session.scalars(
+        select(FailedMail).options(selectinload(FailedMail.mail_account)).order_by(FailedMail.id)
+    ).all()
+    return [
+        {
+            "id": f.id,
+            "account": f"{f.mail_account.username}@{f.mail_account.host}"
+            if f.mail_account
+            else None,
+            "created_at": f.created_at.isoformat() if f.created_at else None,
+            "error": f.error,
+        }
+        for f in failed
+    ]
 
 
-@bp.route("/")
-def index():
-    page = page_number()
-    items, has_next = failed_mail_page(page)
-    return render_template("tickets/failed_mail.html", items=items, page=page, has_next=has_next)
+def all_failed_ids() -> tuple[int, ...]:
+    """The ids of every failed mail, oldest first."""
+    return tuple(db.session.scalars(select(FailedMail.id).order_by(FailedMail.id)))
 
 
-@bp.route("/<int:failed_id>/raw")
-def raw(failed_id: int):
-    failed = db.get_or_404(FailedMail, failed_id)
-    return download_response(failed.raw_mail.content, f"failed-mail-{failed.id}.eml")
-
-
-@bp.route("/<int:failed_id>/reprocess", methods=["POST"])
-def reprocess(failed_id: int):
-    failed = db.get_or_404(FailedMail, failed_id)
+def reprocess(failed: FailedMail) -> MessageOutcome:
+    """Run one failed mail through the pipeline again and commit the outcome."""
     outcome = reprocess_failed_mail(failed)
     db.session.commit()
-    message, category = outcome_message(outcome)
-    flash(message, category)
-    if outcome.ticket_id is not None:
-        return redirect(url_for("tickets.show", ticket_id=outcome.ticket_id))
-    return redirect(url_for("failed_mail.index"))
+    return outcome
 
 
-@bp.route("/<int:failed_id>/delete", methods=["POST"])
-def delete(failed_id: int):
-    delete_failed_mail(db.get_or_404(FailedMail, failed_id))
+def delete(failed: FailedMail) -> None:
+    """Remove a failed mail (its raw source too unless an article uses it) and commit."""
+    delete_failed_mail(failed)
     db.session.commit()
-    flash("Failed mail deleted.", "success")
-    return redirect(url_for("failed_mail.index"))

@@ -1,28 +1,23 @@
-"""What needs attention: the signed-in status page, `flask --app wsgi status [--json]`, the
-"Fetch now" state shown in the Mail Accounts list, and `flask --app wsgi scheduler run`.
+"""What needs attention, shared by the status page, `flask --app wsgi status [--json]` and the
+"Fetch now" state shown in the Mail Accounts list.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
-import click
-from flask import Blueprint, current_app, render_template
-from flask.cli import AppGroup, with_appcontext
+from flask import current_app
 from sqlalchemy import func, select
 
-from .extensions import db
-from .models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
-from .oauth.providers import SECRET_WARNING_DAYS
+from ..extensions import db
+from ..models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
+from ..oauth.providers import SECRET_WARNING_DAYS
+from ..timefmt import iso_utc
 
 # What the page says when no scheduler is alive: web workers never fetch.
 START_COMMAND = "python -m scheduler"
 PENDING_STATES = ("queued", "running")
-
-bp = Blueprint("status", __name__, url_prefix="/status")
 
 
 # --- scheduler heartbeats ------------------------------------------------------------------
@@ -33,10 +28,12 @@ def _stale_cutoff() -> datetime:
 
 
 def scheduler_nodes() -> list[SchedulerNode]:
+    """Every scheduler process that ever beat, oldest first."""
     return list(db.session.scalars(select(SchedulerNode).order_by(SchedulerNode.started_at)))
 
 
 def node_alive(node: SchedulerNode) -> bool:
+    """True when this scheduler process beat recently."""
     return node.last_seen_at >= _stale_cutoff()
 
 
@@ -119,6 +116,7 @@ class Attention:
 
 
 def attention_items() -> list[Attention]:
+    """Everything an admin should look at: failing accounts, schedulers, expiring secrets."""
     return [*_account_items(), *_scheduler_items(), *_secret_items()]
 
 
@@ -174,13 +172,15 @@ def _secret_items(today: date | None = None) -> list[Attention]:
     )
     items = []
     for profile in db.session.scalars(profiles.order_by(OAuth2Profile.secret_expires_on)):
-        days = (profile.secret_expires_on - today).days
+        expires_on = profile.secret_expires_on
+        assert expires_on is not None  # the query selects profiles with an expiry date
+        days = (expires_on - today).days
         when = "expired" if days < 0 else f"expires in {days} days"
         items.append(
             Attention(
                 "secret_expiry",
                 f"OAuth2 profile {profile.name}",
-                f"client secret {when} ({profile.secret_expires_on.isoformat()})",
+                f"client secret {when} ({expires_on.isoformat()})",
             )
         )
     return items
@@ -204,8 +204,8 @@ def status_report() -> dict:
                 "owner": n.owner,
                 "hostname": n.hostname,
                 "pid": n.pid,
-                "started_at": _iso(n.started_at),
-                "last_seen_at": _iso(n.last_seen_at),
+                "started_at": iso_utc(n.started_at),
+                "last_seen_at": iso_utc(n.last_seen_at),
                 "alive": node_alive(n),
             }
             for n in nodes
@@ -216,58 +216,10 @@ def status_report() -> dict:
                 "label": f"{a.username} on {a.host}",
                 "type": a.type,
                 "state": states[a.id],
-                "last_run_at": _iso(a.last_run_at),
+                "last_run_at": iso_utc(a.last_run_at),
                 "last_status": a.last_status,
-                "next_run_at": _iso(a.next_run_at),
+                "next_run_at": iso_utc(a.next_run_at),
             }
             for a in accounts
         ],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
-
-
-# --- the page --------------------------------------------------------------------------------
-
-
-@bp.route("/")
-def index():
-    return render_template(
-        "status/index.html",
-        report=status_report(),
-        start_command=START_COMMAND,
-    )
-
-
-# --- the CLI ---------------------------------------------------------------------------------
-
-
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@with_appcontext
-def status_command(as_json: bool) -> None:
-    """What needs attention; exit 1 when anything does (for monitoring)."""
-    report = status_report()
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        alive = sum(1 for n in report["schedulers"] if n["alive"])
-        click.echo(f"schedulers alive: {alive}; valid mail accounts: {len(report['accounts'])}")
-        for item in report["attention"]:
-            click.echo(f"ATTENTION {item['kind']}: {item['subject']}: {item['message']}")
-        if report["ok"]:
-            click.echo("OK: nothing needs attention")
-    sys.exit(0 if report["ok"] else 1)
-
-
-scheduler_cli = AppGroup("scheduler", help="The fetch scheduler.")
-
-
-@scheduler_cli.command("run")
-def scheduler_run() -> None:
-    """Run one scheduler process (same as `python -m scheduler`) until SIGTERM/Ctrl-C."""
-    from scheduler.runner import run_scheduler
-
-    sys.exit(run_scheduler(current_app._get_current_object()))

@@ -1,0 +1,18 @@
+"""The Status page: what needs attention, for a signed-in admin."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from .service import START_COMMAND, status_report
+
+bp = Blueprint("status", __name__, url_prefix="/status")
+
+
+@bp.route("/")
+def index() -> str:
+    return render_template(
+        "status/index.html",
+        report=status_report(),
+        start_command=START_COMMAND,
+    )
