@@ -9,7 +9,6 @@ SAVEPOINT, so one broken message never poisons the rest of the batch.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,23 +17,16 @@ from sqlalchemy import Connection, select
 from sqlalchemy import exc as sa_exc
 
 from ..extensions import db
-from ..models import Article, FailedMail, MailAccount, Queue, RawMail, TicketPriority, TicketState
-from ..seed import DEFAULT_PRIORITY, DEFAULT_STATE, FOLLOW_UP_STATE
-from ..settings.store import get_setting
-from .dispatch import (
-    is_ignored,
-    load_address_queues,
-    load_valid_queues,
-    new_ticket_params,
-    trusted_headers,
-)
+from ..models import Article, FailedMail, RawMail
+from ..states import OutcomeKind
+from .context import PipelineContext, build_context
+from .dispatch import is_ignored, new_ticket_params, trusted_headers
 from .followup import (
     MAX_REFERENCES,
     FollowUp,
     TicketRef,
     find_follow_up,
     plan_follow_up,
-    ticket_number_pattern,
     tickets_of_message_ids,
 )
 from .parse import MailParseError, ParsedMail, parse_mail
@@ -57,15 +49,11 @@ _MAX_ERROR = 4000
 _FAILED = FailedMail.__table__
 
 
-class PipelineError(Exception):
-    """The pipeline cannot run at all (e.g. no queue exists)."""
-
-
 @dataclass
 class MessageOutcome:
     """What became of one message, for the fetch loop's counters and log."""
 
-    kind: str  # "new_ticket" | "follow_up" | "ignored" | "failed"
+    kind: OutcomeKind | None = None  # new_ticket | follow_up | ignored | failed; None: undecided
     ticket_id: int | None = None
     article_id: int | None = None
     failed_mail_id: int | None = None
@@ -74,97 +62,6 @@ class MessageOutcome:
     raw_mail_id: int | None = None
     error: str | None = None
     sha256: str = ""  # of the raw message, hex
-
-
-@dataclass
-class PipelineContext:
-    """Everything the pipeline looks up, loaded once per fetch run (not per message)."""
-
-    account: MailAccount | None
-    account_id: int | None
-    # Copied from the account: after a batch commit the ORM object is expired, and reading
-    # it again would cost one query per message.
-    trusted: bool
-    dispatch: str
-    account_queue_id: int | None
-    default_queue_id: int
-    default_queue_label: str
-    address_queues: dict[str, int]
-    queues_by_name: dict[str, int]
-    queue_names: dict[int, str]
-    states_by_name: dict[str, int]
-    state_names: dict[int, str]
-    state_types: dict[int, str]
-    priorities_by_name: dict[str, int]
-    new_state_id: int
-    new_state_name: str
-    follow_up_state_id: int
-    default_priority_id: int
-    default_priority_name: str
-    ticket_hook: str
-    ticket_number_re: re.Pattern[str]
-    warnings: list[str] = field(default_factory=list)
-
-
-def _default_queue(valid: dict[str, int], warnings: list[str]) -> tuple[int, str]:
-    """The queue of the PostmasterDefaultQueue setting; Raw (or any queue) if it is gone."""
-    name = get_setting("PostmasterDefaultQueue")
-    if name in valid:
-        return valid[name], name
-    fallback = "Raw" if "Raw" in valid else next(iter(sorted(valid)), None)
-    if fallback is None:
-        row = db.session.execute(select(Queue.id, Queue.name).order_by(Queue.id)).first()
-        if row is None:
-            raise PipelineError("there is no queue to put mail into")
-        queue_id, fallback = row
-        warnings.append(f"no valid queue at all, using invalid queue {fallback}")
-        return queue_id, fallback
-    warnings.append(f"default queue {name!r} is missing or invalid, using {fallback}")
-    return valid[fallback], fallback
-
-
-def build_context(account: MailAccount | None) -> PipelineContext:
-    """Load the caches for one fetch run of the account (None: untrusted, by To: field)."""
-    warnings: list[str] = []
-    valid_queues = load_valid_queues()
-    queue_names = {qid: name for name, qid in valid_queues.items()}
-    default_id, default_name = _default_queue(valid_queues, warnings)
-    queue_names.setdefault(default_id, default_name)
-    states = {s.name: (s.id, s.type_name) for s in db.session.scalars(select(TicketState))}
-    priorities = {p.name: p.id for p in db.session.scalars(select(TicketPriority))}
-    for needed in (DEFAULT_STATE, FOLLOW_UP_STATE):
-        if needed not in states:
-            raise PipelineError(f"ticket state {needed!r} is missing (run setup)")
-    if DEFAULT_PRIORITY not in priorities:
-        raise PipelineError(f"ticket priority {DEFAULT_PRIORITY!r} is missing (run setup)")
-    account_queue_id = account.queue_id if account is not None else None
-    if account_queue_id not in queue_names:
-        account_queue_id = None  # deleted or invalid: dispatch_queue falls back and logs
-    hook = get_setting("TicketHook")
-    return PipelineContext(
-        account=account,
-        account_id=account.id if account is not None else None,
-        trusted=bool(account is not None and account.trusted),
-        dispatch=account.dispatch if account is not None else "to",
-        account_queue_id=account_queue_id,
-        default_queue_id=default_id,
-        default_queue_label=f"default queue {default_name}",
-        address_queues=load_address_queues(),
-        queues_by_name=valid_queues,
-        queue_names=queue_names,
-        states_by_name={name: sid for name, (sid, _t) in states.items()},
-        state_names={sid: name for name, (sid, _t) in states.items()},
-        state_types={sid: type_name for sid, type_name in states.values()},
-        priorities_by_name=priorities,
-        new_state_id=states[DEFAULT_STATE][0],
-        new_state_name=DEFAULT_STATE,
-        follow_up_state_id=states[FOLLOW_UP_STATE][0],
-        default_priority_id=priorities[DEFAULT_PRIORITY],
-        default_priority_name=DEFAULT_PRIORITY,
-        ticket_hook=hook,
-        ticket_number_re=ticket_number_pattern(hook),
-        warnings=warnings,
-    )
 
 
 @contextmanager
@@ -239,7 +136,7 @@ def process_batch(
     "roll back the batch and keep the mail on the server".
     """
     messages = _run(ctx, raws, raw_mails, parsed)
-    _record_failures(ctx, [m for m in messages if m.outcome.kind == "failed"])
+    _record_failures(ctx, [m for m in messages if m.outcome.kind == OutcomeKind.FAILED])
     return [m.outcome for m in messages]
 
 
@@ -262,7 +159,7 @@ def _run(
     ]
     conn = db.session.connection()
     # Outside any savepoint: a failed message keeps its raw source for the FailedMail.
-    _store_raw_mails(conn, [m for m in messages if m.outcome.kind != "ignored"])
+    _store_raw_mails(conn, [m for m in messages if m.outcome.kind != OutcomeKind.IGNORED])
     _deliver(conn, ctx, [m for m in messages if m.mail is not None])
     return messages
 
@@ -270,7 +167,7 @@ def _run(
 def _parse(
     ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None, parsed: Parsed | None
 ) -> _Message:
-    message = _Message(raw, raw_mail, MessageOutcome("", sha256=hashlib.sha256(raw).hexdigest()))
+    message = _Message(raw, raw_mail, MessageOutcome(sha256=hashlib.sha256(raw).hexdigest()))
     log = message.outcome.log
     mail = parsed if parsed is not None else parse_or_error(raw)
     if isinstance(mail, Exception):
@@ -280,7 +177,7 @@ def _parse(
     message.headers = trusted_headers(ctx, mail, log)
     if is_ignored(message.headers):
         log.append("X-OTOBO-Ignore: the mail is ignored")
-        message.outcome.kind = "ignored"
+        message.outcome.kind = OutcomeKind.IGNORED
         return message
     message.mail = mail
     return message
@@ -288,7 +185,7 @@ def _parse(
 
 def _failed(message: _Message, exc: BaseException) -> None:
     outcome = message.outcome
-    outcome.kind, outcome.error = "failed", _error_text(exc)
+    outcome.kind, outcome.error = OutcomeKind.FAILED, _error_text(exc)
     outcome.ticket_id = outcome.article_id = None
     message.mail = None
 
@@ -367,7 +264,7 @@ def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str]
         plan = plan_follow_up(ctx, ticket, mail, message.headers, outcome.raw_mail_id, outcome.log)
         message.follow_up = plan
         message.article = NewArticle(plan.article, mail.attachments, ticket.id)
-        outcome.kind, outcome.ticket_id = "follow_up", ticket.id
+        outcome.kind, outcome.ticket_id = OutcomeKind.FOLLOW_UP, ticket.id
         return
     params = new_ticket_params(ctx, mail, message.headers, outcome.log)
     row = article_row(
@@ -379,7 +276,7 @@ def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str]
     )
     message.new_ticket = params
     message.article = NewArticle(row, mail.attachments)
-    outcome.kind = "new_ticket"
+    outcome.kind = OutcomeKind.NEW_TICKET
 
 
 def _write_chunk(conn: Connection, ctx: PipelineContext, chunk: list[_Message]) -> None:
@@ -446,13 +343,13 @@ def reprocess_failed_mail(failed: FailedMail) -> MessageOutcome:
     ctx = build_context(failed.mail_account)
     raw_mail = failed.raw_mail
     outcome = _run(ctx, [raw_mail.content], [raw_mail])[0].outcome
-    if outcome.kind == "failed":
+    if outcome.kind == OutcomeKind.FAILED:
         failed.error = outcome.error or "unknown error"
         outcome.failed_mail_id = failed.id
         outcome.log.append(f"failed again: {outcome.error}")
         db.session.flush()
         return outcome
-    delete_failed_mail(failed, keep_raw=outcome.kind != "ignored")
+    delete_failed_mail(failed, keep_raw=outcome.kind != OutcomeKind.IGNORED)
     return outcome
 
 
