@@ -59,14 +59,15 @@ def _decode_encoded_words(value: str) -> str:
         charset = m.group(1).split("*", 1)[0].lower()  # drop RFC 2231 language suffix
         data = _decode_word(m.group(2), m.group(3))
         if pieces and pieces[-1][1] == charset:
+            # A piece with a charset holds bytes; mypy only knows bytes | str.
             pieces[-1] = (pieces[-1][0] + data, charset)  # type: ignore[operator]
         else:
             pieces.append((data, charset))
     if pos < len(value):
         pieces.append((value[pos:], None))
     out = []
-    for data, charset in pieces:
-        out.append(data if isinstance(data, str) else decode_bytes(data, charset))
+    for piece, piece_charset in pieces:
+        out.append(piece if isinstance(piece, str) else decode_bytes(piece, piece_charset))
     return "".join(out)
 
 
@@ -99,7 +100,7 @@ def address_list(values: list[str] | None) -> list[str]:
         if _ADDRESS_SPECIALS.isdisjoint(value):
             matches = [_SIMPLE_ADDRESS_RE.fullmatch(item) for item in value.split(",")]
             if all(matches):
-                for m in matches:
+                for m in filter(None, matches):  # all of them (mypy: none is None)
                     found[(m.group(1) or m.group(2)).lower()] = None
                 continue
         for _display_name, addr in getaddresses([value]):

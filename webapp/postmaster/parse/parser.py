@@ -64,6 +64,10 @@ class _CappedParser(BytesFeedParser):
     # before each part is parsed, which is the only place to stop 10,000-deep nesting
     # before the parser's nested generators hit RecursionError.
 
+    # FeedParser's own attributes, which typeshed does not declare.
+    _msgstack: list[Message]  # the parts being parsed, outermost first
+    _cur: Message  # the part being parsed
+
     def __init__(self, limits: ParseLimits, deadline: float) -> None:
         super().__init__(policy=_POLICY)
         self._limits = limits
@@ -79,7 +83,7 @@ class _CappedParser(BytesFeedParser):
             raise MailParseError(f"MIME nesting deeper than {limits.max_mime_depth}")
         if time.monotonic() > self._deadline:
             raise MailParseError(f"parsing took longer than {limits.max_seconds} s")
-        super()._new_message()
+        super()._new_message()  # type: ignore[misc]  # FeedParser private hook, see above
 
     def _parse_headers(self, lines: list[str]) -> None:
         limits = self._limits
@@ -92,7 +96,7 @@ class _CappedParser(BytesFeedParser):
             raise MailParseError(
                 f"part {self._part_count} has more than {limits.max_headers} header fields"
             )
-        super()._parse_headers(lines)
+        super()._parse_headers(lines)  # type: ignore[misc]  # FeedParser private hook
         for name in ("content-type", "content-disposition"):
             value = self._cur.get(name)
             if value and str(value).count(";") > limits.max_header_params:

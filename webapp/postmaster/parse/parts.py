@@ -9,6 +9,7 @@ import time
 from email import errors as email_errors
 from email.message import Message
 from functools import lru_cache
+from typing import cast
 
 from .charset import NO_CHARSET, codec_for, decode_bytes
 from .filenames import safe_filename
@@ -51,6 +52,11 @@ def _large_base64(part: Message) -> bytes | None:
         return None
 
 
+def _parts(part: Message) -> list[Message]:
+    """The sub-parts of a multipart (or message/*) part: its payload is their list."""
+    return cast(list[Message], part.get_payload())
+
+
 class Collector:
     """Walks the parsed tree and sorts parts into body text, HTML and attachments."""
 
@@ -79,7 +85,7 @@ class Collector:
             if depth > 0 and ctype.startswith("message/"):
                 self.add_message_attachment(part, ctype)
                 return
-            for sub in part.get_payload():
+            for sub in _parts(part):
                 self.walk(sub, depth + 1)
             return
         content = self.payload(part)
@@ -150,7 +156,7 @@ class Collector:
         )
 
     def add_message_attachment(self, part: Message, ctype: str) -> None:
-        inner = part.get_payload()
+        inner = _parts(part)
         chunks = []
         for sub in inner:
             try:
