@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .runner import run_scheduler
@@ -18,4 +18,6 @@ scheduler_cli = AppGroup("scheduler", help="The fetch scheduler.")
 @scheduler_cli.command("run")
 def scheduler_run() -> None:
     """Run one scheduler process (same as `python -m scheduler`) until SIGTERM/Ctrl-C."""
-    sys.exit(run_scheduler(current_app._get_current_object()))
+    # The real app, not the proxy: the scheduler's threads push their own app contexts.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]  # LocalProxy
+    sys.exit(run_scheduler(app))

@@ -19,7 +19,7 @@ from sqlalchemy import delete, update
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
 from webapp.postmaster.fetch import FetchOptions, fetch_with_lease
-from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease
+from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease, rowcount
 from webapp.postmaster.retention import purge_old_records
 from webapp.postmaster.runs import fetch_interval, next_run_at
 from webapp.states import FetchTrigger
@@ -137,7 +137,7 @@ def forget_dead_nodes() -> int:
     cutoff = utcnow() - FORGET_NODE_AFTER
     result = db.session.execute(delete(SchedulerNode).where(SchedulerNode.last_seen_at < cutoff))
     db.session.commit()
-    return result.rowcount
+    return rowcount(result)
 
 
 def run_retention() -> str:

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import insert
 
 from ..extensions import db
-from ..models import FolderState, SeenMessage, utcnow
+from ..models import FolderState, SeenMessage, table_of, utcnow
 from ..settings.store import get_int_setting
 from ..states import OutcomeKind
 from .context import PipelineContext, build_context
@@ -30,7 +30,7 @@ from .mailbox import Mailbox, RemoteMessage
 from .pipeline import Parsed, parse_or_error, process_batch
 from .runs import RunState, count_outcome, report_oversized, save_counts
 
-_INSERT_SEEN = insert(SeenMessage.__table__)  # Core executemany: one statement per batch
+_INSERT_SEEN = insert(table_of(SeenMessage))  # Core executemany: one statement per batch
 
 Downloaded = list[tuple[RemoteMessage, bytes, Parsed]]  # what one batch's download yields
 DedupeKeys = dict[str, str]  # RemoteMessage.key -> its dedupe key (SeenMessage.key)
@@ -233,7 +233,7 @@ def finish_on_server(
         mailbox.mark_seen(remote_keys)
         return
     if account.after_fetch == "move" and account.account_type.is_imap:
-        mailbox.move(remote_keys, account.move_folder)
+        mailbox.move(remote_keys, account.move_folder or "")  # the form requires it
     else:
         mailbox.delete(remote_keys, on_flagged=lambda: fault_point("during_delete"))
     fault_point("after_delete")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select
 
-from ..models import Article, Ticket
+from ..models import Article, Ticket, table_of
 from .context import PipelineContext
 from .dispatch import header_flag, lookup_named, sender_type
 from .parse import ParsedMail
@@ -28,8 +28,8 @@ class TicketRef:
     priority_id: int
 
 
-_TICKET = Ticket.__table__
-_ARTICLE = Article.__table__
+_TICKET = table_of(Ticket)
+_ARTICLE = table_of(Article)
 # Built once: an "expanding" IN parameter keeps the compiled statement cached.
 _SELECT_BY_MESSAGE_IDS = select(_ARTICLE.c.message_id, _ARTICLE.c.ticket_id).where(
     _ARTICLE.c.message_id.in_(bindparam("ids", expanding=True))

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy import exc as sa_exc
 
 from ..extensions import db
-from ..models import Article, FailedMail, RawMail
+from ..models import Article, FailedMail, RawMail, table_of
 from ..states import OutcomeKind
 from .context import PipelineContext, build_context
 from .dispatch import is_ignored, new_ticket_params, trusted_headers
@@ -46,7 +46,7 @@ from .tickets import (
 # it propagates so the fetch loop rolls back the batch and the mail stays on the server.
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 _MAX_ERROR = 4000
-_FAILED = FailedMail.__table__
+_FAILED = table_of(FailedMail)
 
 
 @dataclass
@@ -68,6 +68,7 @@ class MessageOutcome:
 def _savepoint(conn: Connection) -> Iterator[None]:
     """A SAVEPOINT inside the caller's transaction; rolled back alone on an exception."""
     dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None  # a Connection in use always has its driver connection
     if conn.dialect.name == "sqlite" and not dbapi_conn.in_transaction:
         # pysqlite only sends BEGIN before DML. A SAVEPOINT as the first statement would open
         # the transaction itself, and releasing it would COMMIT the caller's whole batch.
@@ -107,6 +108,25 @@ class _Message:
     new_ticket: TicketParams | None = None
     follow_up: FollowUp | None = None
     article: NewArticle | None = None
+
+    # The steps after parsing and planning use these: they raise if a step ran out of order.
+    @property
+    def parsed(self) -> ParsedMail:
+        """The parsed mail of a message still being delivered."""
+        assert self.mail is not None, "the message failed or was ignored"
+        return self.mail
+
+    @property
+    def planned(self) -> NewArticle:
+        """The article _plan made for the message."""
+        assert self.article is not None, "the message was not planned"
+        return self.article
+
+    @property
+    def ticket_params(self) -> TicketParams:
+        """The new ticket _plan made for the message."""
+        assert self.new_ticket is not None, "the message is not a new ticket"
+        return self.new_ticket
 
 
 Parsed = ParsedMail | Exception  # what parse_or_error returns
@@ -196,11 +216,11 @@ def _store_raw_mails(conn: Connection, messages: list[_Message]) -> None:
         new, store_raw_mails(conn, [(m.raw, m.outcome.sha256) for m in new]), strict=True
     ):
         message.outcome.raw_mail_id = raw_mail_id
-    stored = [m for m in messages if m.raw_mail is not None]
-    if any(m.raw_mail.id is None for m in stored):
+    stored = [(m, m.raw_mail) for m in messages if m.raw_mail is not None]
+    if any(raw_mail.id is None for _m, raw_mail in stored):
         db.session.flush()
-    for message in stored:
-        message.outcome.raw_mail_id = message.raw_mail.id
+    for message, raw_mail in stored:
+        message.outcome.raw_mail_id = raw_mail.id
 
 
 def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -> None:
@@ -215,25 +235,27 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
     tickets: set[int] = set()  # followed up in the chunk
     # Message-ID -> ticket of what the batch replies to: stored before, or written by an
     # earlier chunk (added below).
-    known = tickets_of_message_ids(conn, [m.mail for m in messages])
+    known = tickets_of_message_ids(conn, [m.parsed for m in messages])
 
     def write_chunk() -> None:
         _write_chunk(conn, ctx, chunk)
         for m in chunk:
-            if m.outcome.article_id is not None and m.article.row["message_id"]:
-                known.setdefault(m.article.row["message_id"], m.outcome.ticket_id)
+            ticket_id, message_id = m.outcome.ticket_id, m.planned.row["message_id"]
+            # ticket_id is set with article_id; checked for mypy.
+            if m.outcome.article_id is not None and ticket_id is not None and message_id:
+                known.setdefault(message_id, ticket_id)
         chunk.clear()
         message_ids.clear()
         tickets.clear()
 
     for message in messages:
-        if chunk and _replies_to(message.mail, message_ids):
+        if chunk and _replies_to(message.parsed, message_ids):
             write_chunk()
         try:
-            follow = find_follow_up(conn, ctx, message.mail, known)
+            follow = find_follow_up(conn, ctx, message.parsed, known)
             if follow is not None and follow[0].id in tickets:
                 write_chunk()
-                follow = find_follow_up(conn, ctx, message.mail, known)
+                follow = find_follow_up(conn, ctx, message.parsed, known)
             _plan(ctx, message, follow)
         except TRANSIENT_DB_ERRORS:
             raise
@@ -241,8 +263,8 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
             _failed(message, exc)
             continue
         chunk.append(message)
-        if message.article.row["message_id"]:
-            message_ids.add(message.article.row["message_id"])
+        if message.planned.row["message_id"]:
+            message_ids.add(message.planned.row["message_id"])
         if message.follow_up is not None:
             tickets.add(message.follow_up.ticket.id)
     write_chunk()
@@ -257,7 +279,7 @@ def _replies_to(mail: ParsedMail, message_ids: set[str]) -> bool:
 
 def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str] | None) -> None:
     """Decide what the message becomes: the follow-up of a ticket or a new ticket."""
-    mail, outcome = message.mail, message.outcome
+    mail, outcome = message.parsed, message.outcome
     if follow is not None:
         ticket, reason = follow
         outcome.log.append(f"follow-up to ticket {ticket.number} ({reason})")
@@ -296,21 +318,21 @@ def _write_chunk(conn: Connection, ctx: PipelineContext, chunk: list[_Message]) 
             _write_chunk(conn, ctx, [message])
         return
     for message, number in zip((m for m in chunk if m.new_ticket), numbers, strict=True):
-        queue = ctx.queue_names[message.new_ticket.queue_id]
+        queue = ctx.queue_names[message.ticket_params.queue_id]
         message.outcome.log.append(f"new ticket {number} in queue {queue}")
 
 
 def _write(conn: Connection, chunk: list[_Message]) -> list[str]:
     """The chunk's tickets, ticket updates, articles and attachments; the new numbers."""
     new = [m for m in chunk if m.new_ticket is not None]
-    created = create_tickets(conn, [m.new_ticket for m in new])
+    created = create_tickets(conn, [m.ticket_params for m in new])
     for message, (ticket_id, _number) in zip(new, created, strict=True):
-        message.article.ticket_id = message.outcome.ticket_id = ticket_id
+        message.planned.ticket_id = message.outcome.ticket_id = ticket_id
     update_followed_up_tickets(
         conn,
         [(f.ticket.id, f.state_id, f.priority_id) for m in chunk if (f := m.follow_up)],
     )
-    article_ids = insert_articles(conn, [m.article for m in chunk])
+    article_ids = insert_articles(conn, [m.planned for m in chunk])
     for message, article_id in zip(chunk, article_ids, strict=True):
         message.outcome.article_id = article_id
     return [number for _id, number in created]
