@@ -48,6 +48,7 @@ class PipelineContext:
     default_priority_name: str
     ticket_hook: str
     ticket_number_re: re.Pattern[str]
+    # Said once per run: batches.fetch_folder writes them to the run's fetch log.
     warnings: list[str] = field(default_factory=list)
 
 
