@@ -18,8 +18,11 @@ from sqlalchemy import delete, update
 
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
-from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease
-from webapp.settings.store import get_int_setting
+from webapp.postmaster.fetch import FetchOptions, fetch_with_lease
+from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease, rowcount
+from webapp.postmaster.retention import purge_old_records
+from webapp.postmaster.runs import fetch_interval, next_run_at
+from webapp.states import FetchTrigger
 
 log = logging.getLogger("scheduler")
 
@@ -34,13 +37,11 @@ FORGET_NODE_AFTER = timedelta(days=1)
 
 def fetch_claimed(lease: Lease, owner: str, should_stop: Callable[[], bool]) -> str:
     """Fetch one claimed account; returns the summary line. Never raises, always releases."""
-    # Imported here: the mail pipeline is heavy and the status CLI imports this module.
-    from webapp.postmaster.fetch import FetchOptions, fetch_with_lease
-
     account = db.session.get(MailAccount, lease.account_id)
     if account is None:  # deleted between claim and start
         return "deleted"
-    trigger = "button" if account.fetch_requested_at is not None else "scheduler"
+    requested = account.fetch_requested_at is not None
+    trigger = FetchTrigger.BUTTON if requested else FetchTrigger.SCHEDULER
     label = f"{account.id} {account.type} {account.username}@{account.host}"
     db.session.rollback()  # no transaction open while a fetch of minutes starts
     try:
@@ -64,15 +65,10 @@ def give_back(lease: Lease, due_again: bool) -> None:
         if account is None:
             return
         now = utcnow()
-        release_lease(lease, now if due_again else now + interval_of(account))
+        release_lease(lease, now if due_again else next_run_at(account, now))
     except Exception:
         log.exception("could not release the lease of mail account %s", lease.account_id)
         db.session.rollback()
-
-
-def interval_of(account: MailAccount) -> timedelta:
-    minutes = account.fetch_interval_minutes or get_int_setting("FetchIntervalMinutes")
-    return timedelta(minutes=minutes)
 
 
 def spread_next_run(account_id: int) -> None:
@@ -81,7 +77,7 @@ def spread_next_run(account_id: int) -> None:
     if account is None or account.next_run_at is None or account.fetch_requested_at is not None:
         db.session.rollback()
         return
-    limit = min(interval_of(account).total_seconds() * JITTER_SHARE, MAX_JITTER_SECONDS)
+    limit = min(fetch_interval(account).total_seconds() * JITTER_SHARE, MAX_JITTER_SECONDS)
     jitter = timedelta(seconds=random.uniform(-limit, limit))
     planned = account.next_run_at
     db.session.execute(
@@ -141,13 +137,11 @@ def forget_dead_nodes() -> int:
     cutoff = utcnow() - FORGET_NODE_AFTER
     result = db.session.execute(delete(SchedulerNode).where(SchedulerNode.last_seen_at < cutoff))
     db.session.commit()
-    return result.rowcount
+    return rowcount(result)
 
 
 def run_retention() -> str:
     """Purge old fetch logs and finished dedupe keys (settings on the Settings screen)."""
-    from webapp.postmaster.retention import purge_old_records
-
     report = purge_old_records()
     forget_dead_nodes()
     return report

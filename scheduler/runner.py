@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -98,7 +99,7 @@ class SchedulerProcess:
         return self._shutdown()
 
     def _install_signal_handlers(self) -> None:
-        def stop(signum: int, _frame) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
             if self.stopping.is_set():
                 # Ctrl-C in scripts/run.sh sends SIGINT to the whole group and then the script's

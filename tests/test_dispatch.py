@@ -7,7 +7,8 @@ import pytest
 from tests.mailgen import make_mail
 from webapp.extensions import db
 from webapp.models import Article, MailAccount, Queue, SystemAddress, Ticket
-from webapp.postmaster.pipeline import MessageOutcome, build_context, process_message
+from webapp.postmaster.context import build_context
+from webapp.postmaster.pipeline import MessageOutcome, process_message
 from webapp.settings.store import set_setting
 
 

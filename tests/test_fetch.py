@@ -12,6 +12,7 @@ from webapp.extensions import db
 from webapp.models import FetchRun, MailAccount, OversizedMessage, Queue, SystemAddress
 from webapp.postmaster.fetch import FetchOptions, fetch_account
 from webapp.settings.store import set_setting
+from webapp.states import FetchTrigger
 
 ALL_TYPES = ["IMAP", "IMAPS", "IMAPTLS", "POP3", "POP3S", "POP3TLS"]
 
@@ -264,10 +265,21 @@ def test_move_mode_moves_to_the_folder(app_ctx, dovecot, mail_user):
 def test_fetch_log_records_the_run(app_ctx, dovecot, mail_user):
     mail_user.deliver(make_mail())
     account_id = add_account(dovecot, mail_user, "IMAPS")
-    fetch_account(account_id, FetchOptions(trigger="cli", owner="test"))
+    fetch_account(account_id, FetchOptions(trigger=FetchTrigger.CLI, owner="test"))
     run = db.session.query(FetchRun).one()
     assert (run.status, run.fetched, run.new_tickets) == ("ok", 1, 1)
     assert run.finished_at is not None
+
+
+def test_pipeline_warnings_reach_the_fetch_log(app_ctx, dovecot, mail_user):
+    set_setting("PostmasterDefaultQueue", "Gone")  # deleted queue: the pipeline falls back
+    db.session.commit()
+    mail_user.deliver(make_mail())
+    account_id = add_account(dovecot, mail_user, "IMAPS")
+    result = fetch_account(account_id)
+    assert result.new_tickets == 1, result.message
+    run = db.session.get(FetchRun, result.run_id)
+    assert "warning: default queue 'Gone' is missing or invalid, using Raw" in run.log.splitlines()
 
 
 def test_a_held_lease_makes_a_second_fetch_wait(app, app_ctx, dovecot, mail_user):

@@ -532,7 +532,7 @@ def test_realistic_corpus_parses_without_exceptions():
 
 def test_large_mail_parses_the_same_across_feed_chunks():
     """parse_mail feeds 1 MB slices; a CRLF cut in two by a slice is still one line end."""
-    from webapp.postmaster.parse import _FEED_CHUNK
+    from webapp.postmaster.parse.parser import _FEED_CHUNK
 
     head = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: big\r\n\r\n"
     body = b"y" * (_FEED_CHUNK - len(head) - 1) + b"\r\n" + (b"x" * 98 + b"\r\n") * 2000

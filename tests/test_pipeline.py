@@ -22,9 +22,9 @@ from webapp.models import (
 )
 from webapp.postmaster import pipeline
 from webapp.postmaster import tickets as tickets_module
+from webapp.postmaster.context import build_context
 from webapp.postmaster.parse import ParseLimits
 from webapp.postmaster.pipeline import (
-    build_context,
     delete_failed_mail,
     process_batch,
     process_message,

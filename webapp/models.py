@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import (
     Boolean,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -21,6 +23,19 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 from .account_types import ACCOUNT_TYPES, AccountType
 from .crypto import EncryptedText
 from .extensions import db
+from .states import FetchStatus
+
+if TYPE_CHECKING:
+    # db.Model is built at run time (the declarative Base plus Flask-SQLAlchemy's table-name
+    # and bind mixins), so mypy cannot use it as a base class; the Base is what it checks.
+    from .extensions import Base as Model
+else:
+    Model = db.Model
+
+
+def table_of(model: type[Model]) -> Table:
+    """The Core table of a model, for batch statements (mypy sees __table__ as a FromClause)."""
+    return cast(Table, model.__table__)
 
 
 def utcnow() -> datetime:
@@ -37,7 +52,7 @@ class AuditMixin:
     changed_by: Mapped[str | None] = mapped_column(String(200))
 
 
-class AdminUser(db.Model):
+class AdminUser(Model):
     __tablename__ = "admin_user"
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(200), unique=True)
@@ -48,7 +63,7 @@ class AdminUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Setting(db.Model):
+class Setting(Model):
     """PostMaster settings edited on the Settings screen (see webapp/settings.py for defaults)."""
 
     __tablename__ = "setting"
@@ -56,7 +71,7 @@ class Setting(db.Model):
     value: Mapped[str] = mapped_column(Text)
 
 
-class Queue(AuditMixin, db.Model):
+class Queue(AuditMixin, Model):
     __tablename__ = "queue"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -64,7 +79,7 @@ class Queue(AuditMixin, db.Model):
     comment: Mapped[str | None] = mapped_column(Text)
 
 
-class SystemAddress(AuditMixin, db.Model):
+class SystemAddress(AuditMixin, Model):
     """An email address linked to a queue: what dispatching by To: field looks up."""
 
     __tablename__ = "system_address"
@@ -77,7 +92,7 @@ class SystemAddress(AuditMixin, db.Model):
     queue: Mapped[Queue] = relationship()
 
 
-class OAuth2Profile(AuditMixin, db.Model):
+class OAuth2Profile(AuditMixin, Model):
     __tablename__ = "oauth2_profile"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -92,7 +107,7 @@ class OAuth2Profile(AuditMixin, db.Model):
     comment: Mapped[str | None] = mapped_column(Text)
 
 
-class MailAccount(AuditMixin, db.Model):
+class MailAccount(AuditMixin, Model):
     __tablename__ = "mail_account"
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(30))
@@ -122,7 +137,7 @@ class MailAccount(AuditMixin, db.Model):
 
     # Last run, for the overview.
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
-    last_status: Mapped[str | None] = mapped_column(String(20))  # ok|warning|error|reauth
+    last_status: Mapped[str | None] = mapped_column(String(20))  # FetchStatus, not running/busy
     last_message: Mapped[str | None] = mapped_column(Text)
     needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -147,7 +162,7 @@ class MailAccount(AuditMixin, db.Model):
         return (self.folder or "").strip() or "INBOX"
 
 
-class OAuth2Token(db.Model):
+class OAuth2Token(Model):
     """The tokens of one OAuth2 mail account, encrypted; deleted with the account."""
 
     __tablename__ = "oauth2_token"
@@ -164,7 +179,7 @@ class OAuth2Token(db.Model):
     account: Mapped[MailAccount] = relationship(back_populates="oauth2_token")
 
 
-class OAuth2PendingAuthorization(db.Model):
+class OAuth2PendingAuthorization(Model):
     """A consent round trip in progress, keyed by state; the form waits here, not in the cookie."""
 
     __tablename__ = "oauth2_pending_authorization"
@@ -181,20 +196,20 @@ class OAuth2PendingAuthorization(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class TicketState(db.Model):
+class TicketState(Model):
     __tablename__ = "ticket_state"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     type_name: Mapped[str] = mapped_column(String(50))  # new|open|closed|pending reminder|...
 
 
-class TicketPriority(db.Model):
+class TicketPriority(Model):
     __tablename__ = "ticket_priority"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
 
 
-class TicketCounter(db.Model):
+class TicketCounter(Model):
     """Per-day counter behind OTOBO's date-based ticket numbers."""
 
     __tablename__ = "ticket_counter"
@@ -202,7 +217,7 @@ class TicketCounter(db.Model):
     last: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Ticket(db.Model):
+class Ticket(Model):
     __tablename__ = "ticket"
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(50), unique=True)
@@ -222,7 +237,7 @@ class Ticket(db.Model):
     )
 
 
-class RawMail(db.Model):
+class RawMail(Model):
     """A message exactly as received, stored once."""
 
     __tablename__ = "raw_mail"
@@ -234,7 +249,7 @@ class RawMail(db.Model):
     content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
 
-class Article(db.Model):
+class Article(Model):
     __tablename__ = "article"
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -262,7 +277,7 @@ class Article(db.Model):
     raw_mail: Mapped[RawMail | None] = relationship()
 
 
-class Attachment(db.Model):
+class Attachment(Model):
     __tablename__ = "attachment"
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), index=True)
@@ -274,7 +289,7 @@ class Attachment(db.Model):
     article: Mapped[Article] = relationship(back_populates="attachments")
 
 
-class FailedMail(db.Model):
+class FailedMail(Model):
     """A message that could not be processed: kept, shown, and reprocessable."""
 
     __tablename__ = "failed_mail"
@@ -284,14 +299,12 @@ class FailedMail(db.Model):
     )
     raw_mail_id: Mapped[int] = mapped_column(ForeignKey("raw_mail.id"))
     error: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="failed")  # failed|reprocessed
-    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     raw_mail: Mapped[RawMail] = relationship()
     mail_account: Mapped[MailAccount | None] = relationship()
 
 
-class SeenMessage(db.Model):
+class SeenMessage(Model):
     """Dedupe key of a message taken from a server, committed with its article before delete."""
 
     __tablename__ = "seen_message"
@@ -304,18 +317,16 @@ class SeenMessage(db.Model):
     mail_account_id: Mapped[int] = mapped_column(ForeignKey("mail_account.id", ondelete="CASCADE"))
     host: Mapped[str] = mapped_column(String(255))
     folder: Mapped[str] = mapped_column(String(500))
-    key: Mapped[str] = mapped_column(
-        String(300)
-    )  # "uid:<uidvalidity>:<uid>", "uidl:..", "sha256:.."
+    # "uid:<uidvalidity>:<uid>" (IMAP) or "uidl:<uidl>" (POP3): ledger.dedupe_key.
+    key: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[str | None] = mapped_column(String(64))
-    message_id: Mapped[str | None] = mapped_column(String(500))
-    outcome: Mapped[str] = mapped_column(String(20))  # stored|follow_up|failed|ignored
+    outcome: Mapped[str] = mapped_column(String(20))  # an OutcomeKind
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)  # deleted/moved on the server
 
 
-class FolderState(db.Model):
+class FolderState(Model):
     """Highest UID taken per account, host and folder: keep mode never selects by \\Seen."""
 
     __tablename__ = "folder_state"
@@ -328,7 +339,7 @@ class FolderState(db.Model):
     highest_uid: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class OversizedMessage(db.Model):
+class OversizedMessage(Model):
     """A message over the size limit, left on the server and reported once."""
 
     __tablename__ = "oversized_message"
@@ -346,19 +357,20 @@ class OversizedMessage(db.Model):
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class FetchRun(db.Model):
+class FetchRun(Model):
     """One fetch of one account: OTOBO's communication log."""
 
     __tablename__ = "fetch_run"
     __table_args__ = (Index("ix_fetch_run_account_started", "mail_account_id", "started_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     mail_account_id: Mapped[int] = mapped_column(ForeignKey("mail_account.id", ondelete="CASCADE"))
-    trigger: Mapped[str] = mapped_column(String(20))  # cli|button|scheduler
+    trigger: Mapped[str] = mapped_column(String(20))  # a FetchTrigger
     owner: Mapped[str | None] = mapped_column(String(200))
     lease_generation: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running|ok|warning|error
+    # A FetchStatus: running until the run ends, then ok, warning, error or reauth.
+    status: Mapped[str] = mapped_column(String(20), default=FetchStatus.RUNNING)
     fetched: Mapped[int] = mapped_column(Integer, default=0)
     new_tickets: Mapped[int] = mapped_column(Integer, default=0)
     follow_ups: Mapped[int] = mapped_column(Integer, default=0)
@@ -370,7 +382,7 @@ class FetchRun(db.Model):
     log: Mapped[str | None] = mapped_column(Text)
 
 
-class SchedulerNode(db.Model):
+class SchedulerNode(Model):
     """Heartbeat of one scheduler process."""
 
     __tablename__ = "scheduler_node"

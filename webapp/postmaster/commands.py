@@ -10,7 +10,8 @@ from sqlalchemy import select
 from ..extensions import db
 from ..mail_accounts.cli import mail_account_cli
 from ..models import MailAccount
-from .fetch import FetchOptions, fetch_account, test_connection
+from .connection_test import test_connection
+from .fetch import FetchOptions, fetch_account
 from .lease import make_owner
 from .mailbox import MailError
 

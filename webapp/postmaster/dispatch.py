@@ -6,38 +6,15 @@ Lookups use the caches of the PipelineContext; nothing here queries per message.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from ..extensions import db
-from ..models import Queue, SystemAddress
+from .context import PipelineContext
 from .parse import ParsedMail
 from .tickets import SENDER_TYPES, TicketParams, ticket_title
-
-if TYPE_CHECKING:
-    from .pipeline import PipelineContext
 
 # OTOBO's order for "dispatching by email To: field": the first match wins.
 RECIPIENT_FIELDS = ("resent_to", "envelope_to", "to", "cc", "delivered_to", "x_original_to")
 _TRUE = {"yes", "true", "1", "on"}
 _FALSE = {"no", "false", "0", "off"}
-
-
-def load_address_queues() -> dict[str, int]:
-    """Valid email addresses linked to valid queues: lowercased address -> queue id."""
-    rows = db.session.execute(
-        select(SystemAddress.address, SystemAddress.queue_id)
-        .join(Queue, Queue.id == SystemAddress.queue_id)
-        .where(SystemAddress.validity == "valid", Queue.validity == "valid")
-    )
-    return {address.strip().lower(): queue_id for address, queue_id in rows}
-
-
-def load_valid_queues() -> dict[str, int]:
-    """Valid queues: name -> id."""
-    rows = db.session.execute(select(Queue.name, Queue.id).where(Queue.validity == "valid"))
-    return {name: queue_id for name, queue_id in rows}
 
 
 def queue_by_recipients(

@@ -5,30 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, select
 
-from ..models import Article, Ticket
+from ..models import Article, Ticket, table_of
+from .context import PipelineContext
 from .dispatch import header_flag, lookup_named, sender_type
 from .parse import ParsedMail
-from .tickets import SYSTEM_ID, article_row, clean_message_id
-
-if TYPE_CHECKING:
-    from .pipeline import PipelineContext
+from .tickets import article_row, clean_message_id
 
 # Only the newest references matter; a huge References header must not become a huge query.
 MAX_REFERENCES = 50
-
-
-def ticket_number_pattern(hook: str) -> re.Pattern[str]:
-    """Matches "<hook><number>" (as in "[Ticket#2026112310000012]") in a subject."""
-    # The number must have our date-based shape with our SystemID, like OTOBO's GetTNByString,
-    # so "Ticket#12" in a customer's own subject never hits a ticket by accident.
-    return re.compile(
-        re.escape(hook) + r"\s?:?\s?(\d{8}" + re.escape(SYSTEM_ID) + r"\d{6,12})(?!\d)",
-        re.IGNORECASE,
-    )
 
 
 @dataclass
@@ -41,8 +28,8 @@ class TicketRef:
     priority_id: int
 
 
-_TICKET = Ticket.__table__
-_ARTICLE = Article.__table__
+_TICKET = table_of(Ticket)
+_ARTICLE = table_of(Article)
 # Built once: an "expanding" IN parameter keeps the compiled statement cached.
 _SELECT_BY_MESSAGE_IDS = select(_ARTICLE.c.message_id, _ARTICLE.c.ticket_id).where(
     _ARTICLE.c.message_id.in_(bindparam("ids", expanding=True))

@@ -13,8 +13,10 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ..extensions import db
 from ..models import MailAccount, utcnow
@@ -31,12 +33,18 @@ class Lease:
     generation: int
 
 
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed: Session.execute is typed as returning a Result, and
+    for those statements it is a CursorResult."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 def make_owner(kind: str) -> str:
     """A lease owner name that says who holds it: kind, host, pid and a random suffix."""
     return f"{kind}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _free_or_expired(now: datetime):
+def _free_or_expired(now: datetime) -> ColumnElement[bool]:
     return or_(MailAccount.lease_owner.is_(None), MailAccount.lease_expires_at < now)
 
 
@@ -45,7 +53,9 @@ def claim_account(account_id: int, owner: str, seconds: float) -> Lease | None:
     return _claim(account_id, owner, seconds)
 
 
-def _claim(account_id: int, owner: str, seconds: float, *conditions) -> Lease | None:
+def _claim(
+    account_id: int, owner: str, seconds: float, *conditions: ColumnElement[bool]
+) -> Lease | None:
     """One conditional UPDATE: free (or expired) plus any extra conditions, or nothing."""
     now = utcnow()
     result = db.session.execute(
@@ -58,7 +68,7 @@ def _claim(account_id: int, owner: str, seconds: float, *conditions) -> Lease | 
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         db.session.rollback()
         return None
     generation = db.session.execute(
@@ -84,7 +94,7 @@ def renew_lease(lease: Lease, seconds: float) -> None:
         .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         raise LeaseLost(f"The lease of mail account {lease.account_id} was taken over")
 
 
@@ -116,7 +126,7 @@ def lease_holder(account_id: int) -> str | None:
     return None
 
 
-def _due(now: datetime):
+def _due(now: datetime) -> ColumnElement[bool]:
     """Valid, and its next run has come (never run: due now) or someone pressed Fetch now."""
     return (MailAccount.validity == "valid") & or_(
         MailAccount.next_run_at.is_(None),
@@ -125,7 +135,7 @@ def _due(now: datetime):
     )
 
 
-def _due_order():
+def _due_order() -> tuple[ColumnElement[bool] | InstrumentedAttribute[Any], ...]:
     # "Fetch now" first, then accounts that never ran, then the longest overdue.
     return (
         MailAccount.fetch_requested_at.is_(None),

@@ -9,7 +9,6 @@ SAVEPOINT, so one broken message never poisons the rest of the batch.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,23 +17,16 @@ from sqlalchemy import Connection, select
 from sqlalchemy import exc as sa_exc
 
 from ..extensions import db
-from ..models import Article, FailedMail, MailAccount, Queue, RawMail, TicketPriority, TicketState
-from ..seed import DEFAULT_PRIORITY, DEFAULT_STATE, FOLLOW_UP_STATE
-from ..settings.store import get_setting
-from .dispatch import (
-    is_ignored,
-    load_address_queues,
-    load_valid_queues,
-    new_ticket_params,
-    trusted_headers,
-)
+from ..models import Article, FailedMail, RawMail, table_of
+from ..states import OutcomeKind
+from .context import PipelineContext, build_context
+from .dispatch import is_ignored, new_ticket_params, trusted_headers
 from .followup import (
     MAX_REFERENCES,
     FollowUp,
     TicketRef,
     find_follow_up,
     plan_follow_up,
-    ticket_number_pattern,
     tickets_of_message_ids,
 )
 from .parse import MailParseError, ParsedMail, parse_mail
@@ -54,18 +46,14 @@ from .tickets import (
 # it propagates so the fetch loop rolls back the batch and the mail stays on the server.
 TRANSIENT_DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
 _MAX_ERROR = 4000
-_FAILED = FailedMail.__table__
-
-
-class PipelineError(Exception):
-    """The pipeline cannot run at all (e.g. no queue exists)."""
+_FAILED = table_of(FailedMail)
 
 
 @dataclass
 class MessageOutcome:
     """What became of one message, for the fetch loop's counters and log."""
 
-    kind: str  # "new_ticket" | "follow_up" | "ignored" | "failed"
+    kind: OutcomeKind | None = None  # new_ticket | follow_up | ignored | failed; None: undecided
     ticket_id: int | None = None
     article_id: int | None = None
     failed_mail_id: int | None = None
@@ -76,101 +64,11 @@ class MessageOutcome:
     sha256: str = ""  # of the raw message, hex
 
 
-@dataclass
-class PipelineContext:
-    """Everything the pipeline looks up, loaded once per fetch run (not per message)."""
-
-    account: MailAccount | None
-    account_id: int | None
-    # Copied from the account: after a batch commit the ORM object is expired, and reading
-    # it again would cost one query per message.
-    trusted: bool
-    dispatch: str
-    account_queue_id: int | None
-    default_queue_id: int
-    default_queue_label: str
-    address_queues: dict[str, int]
-    queues_by_name: dict[str, int]
-    queue_names: dict[int, str]
-    states_by_name: dict[str, int]
-    state_names: dict[int, str]
-    state_types: dict[int, str]
-    priorities_by_name: dict[str, int]
-    new_state_id: int
-    new_state_name: str
-    follow_up_state_id: int
-    default_priority_id: int
-    default_priority_name: str
-    ticket_hook: str
-    ticket_number_re: re.Pattern[str]
-    warnings: list[str] = field(default_factory=list)
-
-
-def _default_queue(valid: dict[str, int], warnings: list[str]) -> tuple[int, str]:
-    """The queue of the PostmasterDefaultQueue setting; Raw (or any queue) if it is gone."""
-    name = get_setting("PostmasterDefaultQueue")
-    if name in valid:
-        return valid[name], name
-    fallback = "Raw" if "Raw" in valid else next(iter(sorted(valid)), None)
-    if fallback is None:
-        row = db.session.execute(select(Queue.id, Queue.name).order_by(Queue.id)).first()
-        if row is None:
-            raise PipelineError("there is no queue to put mail into")
-        queue_id, fallback = row
-        warnings.append(f"no valid queue at all, using invalid queue {fallback}")
-        return queue_id, fallback
-    warnings.append(f"default queue {name!r} is missing or invalid, using {fallback}")
-    return valid[fallback], fallback
-
-
-def build_context(account: MailAccount | None) -> PipelineContext:
-    """Load the caches for one fetch run of the account (None: untrusted, by To: field)."""
-    warnings: list[str] = []
-    valid_queues = load_valid_queues()
-    queue_names = {qid: name for name, qid in valid_queues.items()}
-    default_id, default_name = _default_queue(valid_queues, warnings)
-    queue_names.setdefault(default_id, default_name)
-    states = {s.name: (s.id, s.type_name) for s in db.session.scalars(select(TicketState))}
-    priorities = {p.name: p.id for p in db.session.scalars(select(TicketPriority))}
-    for needed in (DEFAULT_STATE, FOLLOW_UP_STATE):
-        if needed not in states:
-            raise PipelineError(f"ticket state {needed!r} is missing (run setup)")
-    if DEFAULT_PRIORITY not in priorities:
-        raise PipelineError(f"ticket priority {DEFAULT_PRIORITY!r} is missing (run setup)")
-    account_queue_id = account.queue_id if account is not None else None
-    if account_queue_id not in queue_names:
-        account_queue_id = None  # deleted or invalid: dispatch_queue falls back and logs
-    hook = get_setting("TicketHook")
-    return PipelineContext(
-        account=account,
-        account_id=account.id if account is not None else None,
-        trusted=bool(account is not None and account.trusted),
-        dispatch=account.dispatch if account is not None else "to",
-        account_queue_id=account_queue_id,
-        default_queue_id=default_id,
-        default_queue_label=f"default queue {default_name}",
-        address_queues=load_address_queues(),
-        queues_by_name=valid_queues,
-        queue_names=queue_names,
-        states_by_name={name: sid for name, (sid, _t) in states.items()},
-        state_names={sid: name for name, (sid, _t) in states.items()},
-        state_types={sid: type_name for sid, type_name in states.values()},
-        priorities_by_name=priorities,
-        new_state_id=states[DEFAULT_STATE][0],
-        new_state_name=DEFAULT_STATE,
-        follow_up_state_id=states[FOLLOW_UP_STATE][0],
-        default_priority_id=priorities[DEFAULT_PRIORITY],
-        default_priority_name=DEFAULT_PRIORITY,
-        ticket_hook=hook,
-        ticket_number_re=ticket_number_pattern(hook),
-        warnings=warnings,
-    )
-
-
 @contextmanager
 def _savepoint(conn: Connection) -> Iterator[None]:
     """A SAVEPOINT inside the caller's transaction; rolled back alone on an exception."""
     dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None  # a Connection in use always has its driver connection
     if conn.dialect.name == "sqlite" and not dbapi_conn.in_transaction:
         # pysqlite only sends BEGIN before DML. A SAVEPOINT as the first statement would open
         # the transaction itself, and releasing it would COMMIT the caller's whole batch.
@@ -211,6 +109,25 @@ class _Message:
     follow_up: FollowUp | None = None
     article: NewArticle | None = None
 
+    # The steps after parsing and planning use these: they raise if a step ran out of order.
+    @property
+    def parsed(self) -> ParsedMail:
+        """The parsed mail of a message still being delivered."""
+        assert self.mail is not None, "the message failed or was ignored"
+        return self.mail
+
+    @property
+    def planned(self) -> NewArticle:
+        """The article _plan made for the message."""
+        assert self.article is not None, "the message was not planned"
+        return self.article
+
+    @property
+    def ticket_params(self) -> TicketParams:
+        """The new ticket _plan made for the message."""
+        assert self.new_ticket is not None, "the message is not a new ticket"
+        return self.new_ticket
+
 
 Parsed = ParsedMail | Exception  # what parse_or_error returns
 
@@ -239,7 +156,7 @@ def process_batch(
     "roll back the batch and keep the mail on the server".
     """
     messages = _run(ctx, raws, raw_mails, parsed)
-    _record_failures(ctx, [m for m in messages if m.outcome.kind == "failed"])
+    _record_failures(ctx, [m for m in messages if m.outcome.kind == OutcomeKind.FAILED])
     return [m.outcome for m in messages]
 
 
@@ -262,7 +179,7 @@ def _run(
     ]
     conn = db.session.connection()
     # Outside any savepoint: a failed message keeps its raw source for the FailedMail.
-    _store_raw_mails(conn, [m for m in messages if m.outcome.kind != "ignored"])
+    _store_raw_mails(conn, [m for m in messages if m.outcome.kind != OutcomeKind.IGNORED])
     _deliver(conn, ctx, [m for m in messages if m.mail is not None])
     return messages
 
@@ -270,7 +187,7 @@ def _run(
 def _parse(
     ctx: PipelineContext, raw: bytes, raw_mail: RawMail | None, parsed: Parsed | None
 ) -> _Message:
-    message = _Message(raw, raw_mail, MessageOutcome("", sha256=hashlib.sha256(raw).hexdigest()))
+    message = _Message(raw, raw_mail, MessageOutcome(sha256=hashlib.sha256(raw).hexdigest()))
     log = message.outcome.log
     mail = parsed if parsed is not None else parse_or_error(raw)
     if isinstance(mail, Exception):
@@ -280,7 +197,7 @@ def _parse(
     message.headers = trusted_headers(ctx, mail, log)
     if is_ignored(message.headers):
         log.append("X-OTOBO-Ignore: the mail is ignored")
-        message.outcome.kind = "ignored"
+        message.outcome.kind = OutcomeKind.IGNORED
         return message
     message.mail = mail
     return message
@@ -288,7 +205,7 @@ def _parse(
 
 def _failed(message: _Message, exc: BaseException) -> None:
     outcome = message.outcome
-    outcome.kind, outcome.error = "failed", _error_text(exc)
+    outcome.kind, outcome.error = OutcomeKind.FAILED, _error_text(exc)
     outcome.ticket_id = outcome.article_id = None
     message.mail = None
 
@@ -299,11 +216,11 @@ def _store_raw_mails(conn: Connection, messages: list[_Message]) -> None:
         new, store_raw_mails(conn, [(m.raw, m.outcome.sha256) for m in new]), strict=True
     ):
         message.outcome.raw_mail_id = raw_mail_id
-    stored = [m for m in messages if m.raw_mail is not None]
-    if any(m.raw_mail.id is None for m in stored):
+    stored = [(m, m.raw_mail) for m in messages if m.raw_mail is not None]
+    if any(raw_mail.id is None for _m, raw_mail in stored):
         db.session.flush()
-    for message in stored:
-        message.outcome.raw_mail_id = message.raw_mail.id
+    for message, raw_mail in stored:
+        message.outcome.raw_mail_id = raw_mail.id
 
 
 def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -> None:
@@ -318,25 +235,27 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
     tickets: set[int] = set()  # followed up in the chunk
     # Message-ID -> ticket of what the batch replies to: stored before, or written by an
     # earlier chunk (added below).
-    known = tickets_of_message_ids(conn, [m.mail for m in messages])
+    known = tickets_of_message_ids(conn, [m.parsed for m in messages])
 
     def write_chunk() -> None:
         _write_chunk(conn, ctx, chunk)
         for m in chunk:
-            if m.outcome.article_id is not None and m.article.row["message_id"]:
-                known.setdefault(m.article.row["message_id"], m.outcome.ticket_id)
+            ticket_id, message_id = m.outcome.ticket_id, m.planned.row["message_id"]
+            # ticket_id is set with article_id; checked for mypy.
+            if m.outcome.article_id is not None and ticket_id is not None and message_id:
+                known.setdefault(message_id, ticket_id)
         chunk.clear()
         message_ids.clear()
         tickets.clear()
 
     for message in messages:
-        if chunk and _replies_to(message.mail, message_ids):
+        if chunk and _replies_to(message.parsed, message_ids):
             write_chunk()
         try:
-            follow = find_follow_up(conn, ctx, message.mail, known)
+            follow = find_follow_up(conn, ctx, message.parsed, known)
             if follow is not None and follow[0].id in tickets:
                 write_chunk()
-                follow = find_follow_up(conn, ctx, message.mail, known)
+                follow = find_follow_up(conn, ctx, message.parsed, known)
             _plan(ctx, message, follow)
         except TRANSIENT_DB_ERRORS:
             raise
@@ -344,8 +263,8 @@ def _deliver(conn: Connection, ctx: PipelineContext, messages: list[_Message]) -
             _failed(message, exc)
             continue
         chunk.append(message)
-        if message.article.row["message_id"]:
-            message_ids.add(message.article.row["message_id"])
+        if message.planned.row["message_id"]:
+            message_ids.add(message.planned.row["message_id"])
         if message.follow_up is not None:
             tickets.add(message.follow_up.ticket.id)
     write_chunk()
@@ -360,14 +279,14 @@ def _replies_to(mail: ParsedMail, message_ids: set[str]) -> bool:
 
 def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str] | None) -> None:
     """Decide what the message becomes: the follow-up of a ticket or a new ticket."""
-    mail, outcome = message.mail, message.outcome
+    mail, outcome = message.parsed, message.outcome
     if follow is not None:
         ticket, reason = follow
         outcome.log.append(f"follow-up to ticket {ticket.number} ({reason})")
         plan = plan_follow_up(ctx, ticket, mail, message.headers, outcome.raw_mail_id, outcome.log)
         message.follow_up = plan
         message.article = NewArticle(plan.article, mail.attachments, ticket.id)
-        outcome.kind, outcome.ticket_id = "follow_up", ticket.id
+        outcome.kind, outcome.ticket_id = OutcomeKind.FOLLOW_UP, ticket.id
         return
     params = new_ticket_params(ctx, mail, message.headers, outcome.log)
     row = article_row(
@@ -379,7 +298,7 @@ def _plan(ctx: PipelineContext, message: _Message, follow: tuple[TicketRef, str]
     )
     message.new_ticket = params
     message.article = NewArticle(row, mail.attachments)
-    outcome.kind = "new_ticket"
+    outcome.kind = OutcomeKind.NEW_TICKET
 
 
 def _write_chunk(conn: Connection, ctx: PipelineContext, chunk: list[_Message]) -> None:
@@ -399,21 +318,21 @@ def _write_chunk(conn: Connection, ctx: PipelineContext, chunk: list[_Message]) 
             _write_chunk(conn, ctx, [message])
         return
     for message, number in zip((m for m in chunk if m.new_ticket), numbers, strict=True):
-        queue = ctx.queue_names[message.new_ticket.queue_id]
+        queue = ctx.queue_names[message.ticket_params.queue_id]
         message.outcome.log.append(f"new ticket {number} in queue {queue}")
 
 
 def _write(conn: Connection, chunk: list[_Message]) -> list[str]:
     """The chunk's tickets, ticket updates, articles and attachments; the new numbers."""
     new = [m for m in chunk if m.new_ticket is not None]
-    created = create_tickets(conn, [m.new_ticket for m in new])
+    created = create_tickets(conn, [m.ticket_params for m in new])
     for message, (ticket_id, _number) in zip(new, created, strict=True):
-        message.article.ticket_id = message.outcome.ticket_id = ticket_id
+        message.planned.ticket_id = message.outcome.ticket_id = ticket_id
     update_followed_up_tickets(
         conn,
         [(f.ticket.id, f.state_id, f.priority_id) for m in chunk if (f := m.follow_up)],
     )
-    article_ids = insert_articles(conn, [m.article for m in chunk])
+    article_ids = insert_articles(conn, [m.planned for m in chunk])
     for message, article_id in zip(chunk, article_ids, strict=True):
         message.outcome.article_id = article_id
     return [number for _id, number in created]
@@ -446,13 +365,13 @@ def reprocess_failed_mail(failed: FailedMail) -> MessageOutcome:
     ctx = build_context(failed.mail_account)
     raw_mail = failed.raw_mail
     outcome = _run(ctx, [raw_mail.content], [raw_mail])[0].outcome
-    if outcome.kind == "failed":
+    if outcome.kind == OutcomeKind.FAILED:
         failed.error = outcome.error or "unknown error"
         outcome.failed_mail_id = failed.id
         outcome.log.append(f"failed again: {outcome.error}")
         db.session.flush()
         return outcome
-    delete_failed_mail(failed, keep_raw=outcome.kind != "ignored")
+    delete_failed_mail(failed, keep_raw=outcome.kind != OutcomeKind.IGNORED)
     return outcome
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 from ..extensions import db
 from ..models import FetchRun, SeenMessage, utcnow
@@ -31,7 +31,10 @@ def prune_seen_messages(days: int) -> int:
     return _delete_in_chunks(SeenMessage, condition)
 
 
-def _delete_in_chunks(model, condition) -> int:
+def _delete_in_chunks(
+    model: type[FetchRun] | type[SeenMessage], condition: ColumnElement[bool]
+) -> int:
+    """Delete the rows that meet the condition, CHUNK rows per transaction; how many."""
     total = 0
     while True:
         ids = list(db.session.execute(select(model.id).where(condition).limit(CHUNK)).scalars())

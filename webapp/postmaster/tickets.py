@@ -11,8 +11,9 @@ from functools import lru_cache
 
 from sqlalchemy import Connection, Table, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 
-from ..models import Article, Attachment, RawMail, Ticket, TicketCounter, utcnow
+from ..models import Article, Attachment, RawMail, Ticket, TicketCounter, table_of, utcnow
 from .parse import ParsedAttachment, ParsedMail
 
 # OTOBO's SystemID; part of every ticket number so numbers of two systems never collide.
@@ -61,10 +62,10 @@ def reserve_ticket_numbers(conn: Connection, count: int, day: str | None = None)
 
 
 @lru_cache(maxsize=4)
-def _counter_upsert(dialect: str):
+def _counter_upsert(dialect: str) -> ReturningInsert[int]:
     """INSERT .. ON CONFLICT DO UPDATE .. RETURNING: one atomic statement, no insert race."""
     module = postgresql if dialect == "postgresql" else sqlite
-    table = TicketCounter.__table__
+    table = table_of(TicketCounter)
     stmt = module.insert(table).values(day=bindparam("day"), last=bindparam("count"))
     return stmt.on_conflict_do_update(
         index_elements=[table.c.day], set_={"last": table.c.last + bindparam("count")}
@@ -105,10 +106,10 @@ class TicketParams:
 # Core statements, not ORM objects, and one statement per table for a whole batch: the unit
 # of work costs ~1 ms per message and each execute ~60 us (a network round trip on
 # PostgreSQL), while the fetch loop has to keep up with ~1000 messages/s.
-_RAW_MAIL = RawMail.__table__
-_TICKET = Ticket.__table__
-_ARTICLE = Article.__table__
-_ATTACHMENT = Attachment.__table__
+_RAW_MAIL = table_of(RawMail)
+_TICKET = table_of(Ticket)
+_ARTICLE = table_of(Article)
+_ATTACHMENT = table_of(Attachment)
 _INSERT_ATTACHMENT = insert(_ATTACHMENT)
 _UPDATE_FOLLOWED_UP = (
     update(_TICKET)
@@ -122,7 +123,7 @@ _UPDATE_FOLLOWED_UP = (
 
 
 @lru_cache(maxsize=8)
-def _insert_returning_ids(table: Table):
+def _insert_returning_ids(table: Table) -> ReturningInsert[int]:
     # sort_by_parameter_order: the ids come back in the order of the rows, which a
     # multi-row INSERT .. RETURNING does not promise by itself.
     return insert(table).returning(table.c.id, sort_by_parameter_order=True)

@@ -1,0 +1,191 @@
+"""Run bookkeeping: the state of one fetch while it runs, its counts, its fetch log (FetchRun),
+the account's last status, and when the account is fetched next."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+from ..models import FetchRun, MailAccount, OversizedMessage, utcnow
+from ..settings.store import get_int_setting
+from ..states import FetchStatus, FetchTrigger, OutcomeKind
+from .lease import Lease, release_lease
+from .ledger import dedupe_key
+from .mailbox import Mailbox, RemoteMessage
+
+MAX_LOG_LINES = 500
+
+# The FetchResult counter of each outcome kind (duplicates are counted by the batch loop).
+_COUNTERS = {
+    OutcomeKind.NEW_TICKET: "new_tickets",
+    OutcomeKind.FOLLOW_UP: "follow_ups",
+    OutcomeKind.IGNORED: "ignored",
+    OutcomeKind.FAILED: "failed",
+}
+
+
+@dataclass
+class FetchResult:
+    account_id: int
+    status: FetchStatus  # ok | warning | error | busy | reauth
+    message: str = ""
+    run_id: int | None = None
+    fetched: int = 0
+    new_tickets: int = 0
+    follow_ups: int = 0
+    ignored: int = 0
+    failed: int = 0
+    oversized: int = 0
+    duplicates: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line with the counts, for the CLI and the overview."""
+        counts = (
+            f"fetched {self.fetched}, new tickets {self.new_tickets}, "
+            f"follow-ups {self.follow_ups}, ignored {self.ignored}, failed {self.failed}, "
+            f"oversized {self.oversized}, duplicates {self.duplicates}"
+        )
+        return f"{self.status}: {counts}" + (f" ({self.message})" if self.message else "")
+
+
+@dataclass
+class FetchOptions:
+    trigger: FetchTrigger = FetchTrigger.CLI  # cli | scheduler | button ("Fetch now")
+    owner: str = "cli"
+    debug: Callable[[str], None] | None = None
+    should_stop: Callable[[], bool] | None = None  # checked between batches
+
+
+@dataclass
+class RunState:
+    """State of one fetch while it runs (a ledger.FolderScope once host and folder are set)."""
+
+    account: MailAccount
+    account_id: int  # read once: the ORM object expires at every batch commit
+    lease: Lease
+    run: FetchRun
+    result: FetchResult
+    options: FetchOptions
+    host: str = ""
+    folder: str = ""
+    uidvalidity: int | None = None
+    uidvalidity_changed: bool = False
+    finished_keys: list[str] = field(default_factory=list)
+    unfinished: list[RemoteMessage] = field(default_factory=list)  # committed, not yet deleted
+
+    def log(self, line: str) -> None:
+        """Add a line to the fetch log (and show it with --debug)."""
+        if len(self.result.log) < MAX_LOG_LINES:
+            self.result.log.append(line)
+        if self.options.debug:
+            self.options.debug(line)
+
+
+def internal_error_text(error: Exception) -> str:
+    """An unexpected error, in words safe to show: database errors carry their SQL
+    parameters (mail content, ciphertext) in str(), so only the driver's error class is shown."""
+    if isinstance(error, SQLAlchemyError):
+        cause = type(getattr(error, "orig", None) or error).__name__
+        return f"database error ({cause}); the batch was rolled back and stays on the server"
+    return f"internal error ({type(error).__name__}): {error}"
+
+
+def fail_run(state: RunState, status: FetchStatus, message: str) -> None:
+    """Roll back the batch in progress and note why the run ends early."""
+    db.session.rollback()
+    state.result.status = status
+    state.result.message = message
+    state.log(f"{status}: {message}")
+
+
+def count_outcome(result: FetchResult, kind: OutcomeKind | None) -> None:
+    """Count one message's outcome in the result."""
+    attr = _COUNTERS.get(kind) if kind is not None else None
+    if attr:
+        setattr(result, attr, getattr(result, attr) + 1)
+
+
+def report_oversized(
+    state: RunState, mailbox: Mailbox, messages: Sequence[RemoteMessage], max_size: int
+) -> None:
+    """Leave oversized mail on the server; report each message once."""
+    if not messages:
+        return
+    state.result.oversized = len(messages)
+    known = set(
+        db.session.execute(
+            select(OversizedMessage.key).where(
+                OversizedMessage.mail_account_id == state.account_id,
+                OversizedMessage.host == state.host,
+                OversizedMessage.folder == state.folder,
+            )
+        ).scalars()
+    )
+    new = [m for m in messages if dedupe_key(state, m) not in known]
+    if not new:
+        return
+    envelopes = mailbox.envelope(new)
+    for m in new:
+        sender, subject = envelopes.get(m.key, ("", ""))
+        state.log(
+            f"{m.key}: {m.size} bytes is over the limit of {max_size} bytes; left on the server "
+            f"(From: {sender}, Subject: {subject})"
+        )
+        db.session.add(
+            OversizedMessage(
+                mail_account_id=state.account_id,
+                host=state.host,
+                folder=state.folder,
+                key=dedupe_key(state, m),
+                size=m.size,
+                from_addr=sender,
+                subject=subject,
+            )
+        )
+    db.session.commit()
+
+
+def save_counts(run: FetchRun, result: FetchResult) -> None:
+    """Copy the result's counters to the FetchRun row."""
+    for name in ("fetched", "new_tickets", "follow_ups", "ignored", "failed", "oversized"):
+        setattr(run, name, getattr(result, name))
+    run.duplicates = result.duplicates
+
+
+def finish_run(state: RunState) -> None:
+    """Write the fetch log, the account's last status and next run; release the lease."""
+    db.session.rollback()
+    run = db.session.get(FetchRun, state.run.id)
+    account = db.session.get(MailAccount, state.account_id)
+    # Both exist unless the account was deleted mid-run, which fails here as it always did.
+    assert run is not None and account is not None
+    result = state.result
+    save_counts(run, result)
+    now = utcnow()
+    run.finished_at = now
+    run.status = result.status
+    run.error = result.message or None
+    run.log = "\n".join(result.log)
+    account.last_run_at = now
+    account.last_status = result.status if not account.needs_reauth else FetchStatus.REAUTH
+    account.last_message = result.summary()
+    account.fetch_requested_at = None
+    db.session.commit()
+    release_lease(state.lease, next_run_at(account, now))
+
+
+def fetch_interval(account: MailAccount) -> timedelta:
+    """How long the account waits between runs: its own interval or the setting."""
+    minutes = account.fetch_interval_minutes or get_int_setting("FetchIntervalMinutes")
+    return timedelta(minutes=minutes)
+
+
+def next_run_at(account: MailAccount, now: datetime) -> datetime:
+    """When the scheduler should fetch this account again."""
+    return now + fetch_interval(account)
