@@ -14,14 +14,14 @@ from ..mail_accounts.cli import mail_account_cli
 from ..mail_accounts.service import input_from_account
 from ..models import AdminUser, MailAccount, OAuth2Profile
 from .flow import CALLBACK_PATH, CLI_BINDING, PENDING_LIFETIME, ConsentError, begin_consent
-from .profiles import (
+from .providers import PROVIDERS
+from .service import (
     ProfileInput,
     ProfileValidationError,
     create_profile,
     profile_summary,
     secret_warning,
 )
-from .providers import PROVIDERS
 
 oauth2_profile_cli = AppGroup("oauth2-profile", help="OAuth2 profiles (Microsoft 365 apps).")
 
