@@ -12,16 +12,12 @@ from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..mail_accounts.cli import mail_account_cli
 from ..mail_accounts.service import input_from_account
-from ..models import AdminUser, MailAccount, OAuth2Profile
+from ..models import AdminUser, MailAccount
+from ..timefmt import iso_date
+from ..validation import ValidationError
 from .flow import CALLBACK_PATH, CLI_BINDING, PENDING_LIFETIME, ConsentError, begin_consent
-from .providers import PROVIDERS
-from .service import (
-    ProfileInput,
-    ProfileValidationError,
-    create_profile,
-    profile_summary,
-    secret_warning,
-)
+from .providers import PROVIDERS, SECRET_WARNING_DAYS
+from .service import ProfileInput, create_profile, list_profiles, profile_summary, secret_warning
 
 oauth2_profile_cli = AppGroup("oauth2-profile", help="OAuth2 profiles (Microsoft 365 apps).")
 
@@ -50,7 +46,7 @@ OPTION_NAMES = {
 @click.option("--tenant-id", required=True, help="Tenant GUID or domain.")
 @click.option("--authorize-url", help="Custom provider: authorize URL ({tenant} allowed).")
 @click.option("--token-url", help="Custom provider: token URL ({tenant} allowed).")
-@click.option("--secret-expires", help="YYYY-MM-DD: warn 30 days before.")
+@click.option("--secret-expires", help=f"YYYY-MM-DD: warn {SECRET_WARNING_DAYS} days before.")
 @click.option("--validity", default="valid", show_default=True)
 @click.option("--comment")
 def add_command(
@@ -80,9 +76,8 @@ def add_command(
     )
     try:
         profile = create_profile(data, CLI_ACTOR)
-    except ProfileValidationError as e:
+    except ValidationError as e:
         fail("; ".join(f"{OPTION_NAMES.get(k, k)}: {v}" for k, v in e.errors.items()))
-        return
     click.echo(profile.id)
     warning = secret_warning(profile)
     if warning:
@@ -93,7 +88,7 @@ def add_command(
 @click.option("--json", "as_json", is_flag=True, help="JSON (never includes the secret).")
 def list_command(as_json: bool) -> None:
     """List OAuth2 profiles (without secrets)."""
-    profiles = db.session.query(OAuth2Profile).order_by(OAuth2Profile.name).all()
+    profiles = list_profiles()
     if as_json:
         click.echo(json.dumps([profile_summary(p) for p in profiles], indent=2))
         return
@@ -101,7 +96,7 @@ def list_command(as_json: bool) -> None:
         click.echo("No OAuth2 profiles.")
         return
     for p in profiles:
-        expires = p.secret_expires_on.isoformat() if p.secret_expires_on else "-"
+        expires = iso_date(p.secret_expires_on) or "-"
         click.echo(
             f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id}\t{p.client_id}\t"
             f"secret expires {expires}\t{p.validity}"
@@ -138,7 +133,6 @@ def authorize_command(account_id: int, admin_name: str | None) -> None:
         )
     except ConsentError as e:
         fail(str(e))
-        return
     minutes = int(PENDING_LIFETIME.total_seconds() // 60)
     click.echo(f"Open this URL within {minutes} minutes and sign in as {account.username}:")
     click.echo(url)
