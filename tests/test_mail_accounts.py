@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 
 from webapp.extensions import db
-from webapp.mail_accounts.service import (
-    PASSWORD_AGAIN,
-    MailAccountInput,
-    create_mail_account,
-    validate_mail_account_input,
-)
+from webapp.mail_accounts.service import create_mail_account, validate_mail_account_input
+from webapp.mail_accounts.validators import PASSWORD_AGAIN, MailAccountInput
 from webapp.models import FetchRun, MailAccount, OAuth2Profile, OAuth2Token, Queue
 
 SECRET = "Zebra-Quokka-7731-secret"

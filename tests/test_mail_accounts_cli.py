@@ -7,7 +7,7 @@ import json
 import pytest
 
 from webapp.extensions import db
-from webapp.mail_accounts.service import PASSWORD_AGAIN
+from webapp.mail_accounts.validators import PASSWORD_AGAIN
 from webapp.models import MailAccount, OAuth2Profile
 
 SECRET = "Walrus-Origami-4419-secret"
@@ -144,3 +144,10 @@ def test_oauth2_add_without_password_prints_hint(runner, app):
     (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
     assert row["host"] == "outlook.office365.com" and row["oauth2_profile"] == "M365"
     assert row["shared_mailbox"] is True
+
+
+def test_list_json_times_are_utc_with_z(runner):
+    assert add(runner).exit_code == 0
+    (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
+    assert row["created_at"].endswith("Z") and row["changed_at"].endswith("Z")
+    assert row["last_run_at"] is None

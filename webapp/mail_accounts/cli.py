@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -13,16 +13,15 @@ from ..account_types import ACCOUNT_TYPES, AFTER_FETCH_CHOICES, DISPATCH_CHOICES
 from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
+from ..validation import ValidationError
 from .service import (
-    MailAccountInput,
-    MailAccountValidationError,
     account_summary,
     create_mail_account,
     delete_mail_account,
-    input_from_account,
     list_mail_accounts,
     update_mail_account,
 )
+from .validators import MailAccountInput, input_from_account
 
 mail_account_cli = AppGroup("mail-account", help="Mail accounts.")
 
@@ -116,7 +115,7 @@ def _apply_options(data: MailAccountInput, opts: dict[str, Any]) -> MailAccountI
     return data
 
 
-def _fail_validation(e: MailAccountValidationError) -> None:
+def _fail_validation(e: ValidationError) -> NoReturn:
     """All problems on one line, named by option."""
     fail("; ".join(f"{OPTION_NAMES.get(k, k)}: {v}" for k, v in e.errors.items()))
 
@@ -137,9 +136,8 @@ def add_command(**opts: Any) -> None:
     data = _apply_options(MailAccountInput(), opts)
     try:
         account = create_mail_account(data, CLI_ACTOR)
-    except MailAccountValidationError as e:
+    except ValidationError as e:
         _fail_validation(e)
-        return
     click.echo(account.id)
     _oauth2_hint(account)
 
@@ -155,9 +153,8 @@ def update_command(account_id: int, **opts: Any) -> None:
     data = _apply_options(input_from_account(account), opts)
     try:
         update_mail_account(account, data, CLI_ACTOR)
-    except MailAccountValidationError as e:
+    except ValidationError as e:
         _fail_validation(e)
-        return
     click.echo(f"Mail account {account.id} updated.")
     _oauth2_hint(account)
 

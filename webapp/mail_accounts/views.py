@@ -9,16 +9,16 @@ from .. import status
 from ..auth import current_admin_name
 from ..extensions import db
 from ..models import FetchRun, MailAccount
+from ..validation import ValidationError
 from .forms import MailAccountForm
 from .service import (
-    MailAccountInput,
-    MailAccountValidationError,
     create_mail_account,
     delete_mail_account,
     list_mail_accounts,
     update_mail_account,
     validate_mail_account_input,
 )
+from .validators import MailAccountInput
 
 bp = Blueprint("mail_accounts", __name__, url_prefix="/mail-accounts")
 
@@ -73,7 +73,7 @@ def add():
             if form.is_oauth2():
                 errors = validate_mail_account_input(data)
                 if errors:
-                    raise MailAccountValidationError(errors)
+                    raise ValidationError(errors)
                 response = _start_oauth2(data, None, finish=True)
                 if response is not None:
                     return response
@@ -81,7 +81,7 @@ def add():
                 account = create_mail_account(data, current_admin_name())
                 flash(f"Mail account {account.username} on {account.host} added.", "success")
                 return redirect(url_for("mail_accounts.index"))
-        except MailAccountValidationError as e:
+        except ValidationError as e:
             form.add_errors(e.errors)
     return render_template("mail_accounts/form.html", form=form, account=None, runs=[])
 
@@ -99,7 +99,7 @@ def edit(account_id: int):
             if form.is_oauth2():
                 errors = validate_mail_account_input(data, account)
                 if errors:
-                    raise MailAccountValidationError(errors)
+                    raise ValidationError(errors)
                 response = _start_oauth2(data, account, finish=finish)
                 if response is not None:
                     return response
@@ -109,7 +109,7 @@ def edit(account_id: int):
                 if finish:
                     return redirect(url_for("mail_accounts.index"))
                 return redirect(url_for("mail_accounts.edit", account_id=account.id))
-        except MailAccountValidationError as e:
+        except ValidationError as e:
             form.add_errors(e.errors)
     runs = (
         db.session.query(FetchRun)

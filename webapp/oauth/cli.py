@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..mail_accounts.cli import mail_account_cli
-from ..mail_accounts.service import input_from_account
+from ..mail_accounts.validators import input_from_account
 from ..models import AdminUser, MailAccount
 from ..timefmt import iso_date
 from ..validation import ValidationError

@@ -37,14 +37,10 @@ from werkzeug.wrappers import Response
 from ..account_types import ACCOUNT_TYPES
 from ..auth import current_admin_name
 from ..extensions import db
-from ..mail_accounts.service import (
-    MailAccountInput,
-    MailAccountValidationError,
-    create_mail_account,
-    input_from_account,
-    update_mail_account,
-)
+from ..mail_accounts.service import create_mail_account, update_mail_account
+from ..mail_accounts.validators import MailAccountInput, input_from_account
 from ..models import AdminUser, MailAccount, OAuth2PendingAuthorization, OAuth2Profile, utcnow
+from ..validation import ValidationError
 from .errors import explain
 from .identity import IdentityError, signed_in_identity
 from .providers import endpoints_for, scopes_for
@@ -104,7 +100,7 @@ def start_authorization(
             callback_url=redirect_uri(),
         )
     except ConsentError as e:
-        raise MailAccountValidationError({"oauth2_profile_id": str(e)}) from None
+        raise ValidationError({"oauth2_profile_id": str(e)}) from None
     return redirect(url)
 
 
@@ -368,7 +364,7 @@ def _save_linked_account(pending: Pending, token: dict, signed_in: str) -> MailA
             store_tokens(account, token, signed_in)  # committed by the update below
             update_mail_account(account, data, actor)
             return account
-    except MailAccountValidationError as e:
+    except ValidationError as e:
         raise LinkError("; ".join(e.errors.values())) from None
     store_tokens(account, token, signed_in)
     db.session.commit()
