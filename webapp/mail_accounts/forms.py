@@ -167,6 +167,16 @@ class MailAccountForm(FlaskForm):
         }
         return cls(data=data, account=account)
 
+    @classmethod
+    def for_input(cls, data: MailAccountInput, account: MailAccount | None) -> MailAccountForm:
+        """The form filled with what was typed (after a failed sign-in); never the password."""
+        values = data.to_dict()
+        values.pop("password", None)
+        values["trusted"] = "1" if data.trusted else "0"
+        for name in ("port", "queue_id", "fetch_interval_minutes", "oauth2_profile_id"):
+            values[name] = "" if values.get(name) is None else str(values[name])
+        return cls(formdata=None, data=values, account=account)
+
     def to_input(self) -> MailAccountInput:
         """What was typed, for the service."""
         return MailAccountInput(

@@ -1,7 +1,9 @@
 """Mail account operations shared by the screens and the CLI: one validation, one way to save.
 
 The input and its checks live in `validators`; the create and update functions validate again
-and raise `ValidationError` on bad input, so nothing is half-written.
+and raise `ValidationError` on bad input, so nothing is half-written. OAuth2 accounts are
+saved through the provider sign-in (`webapp.oauth.flow`); testing and fetching call the fetch
+engine. Nothing here reads the Flask request: the views and the CLI hand everything over.
 """
 
 from __future__ import annotations
@@ -19,9 +21,21 @@ from ..models import (
     OversizedMessage,
     SeenMessage,
 )
+from ..oauth.flow import (
+    ConsentError,
+    ConsentStart,
+    LinkError,
+    Pending,
+    begin_consent,
+    pending_actor,
+)
+from ..oauth.tokens import OAuth2TokenError, store_tokens
+from ..postmaster.fetch import ConnectionReport, test_connection
+from ..postmaster.mailbox import MailError
+from ..postmaster.requests import request_fetch
 from ..timefmt import iso_utc
 from ..validation import ValidationError
-from .validators import MailAccountInput, clean
+from .validators import MailAccountInput, clean, input_from_account
 
 
 def validate_mail_account_input(
@@ -75,6 +89,16 @@ def delete_mail_account(account: MailAccount) -> None:
     db.session.commit()
 
 
+def get_mail_account(account_id: int) -> MailAccount | None:
+    """The account with this id, or None."""
+    return db.session.get(MailAccount, account_id)
+
+
+def count_mail_accounts() -> int:
+    """How many accounts there are (valid or not)."""
+    return db.session.query(MailAccount).count()
+
+
 def list_mail_accounts(include_invalid: bool = True, query: str = "") -> list[MailAccount]:
     """Accounts sorted by host then username; `query` narrows like the filter box."""
     q = db.session.query(MailAccount)
@@ -90,6 +114,17 @@ def list_mail_accounts(include_invalid: bool = True, query: str = "") -> list[Ma
 def _haystack(account: MailAccount) -> str:
     parts = [account.host, account.username, account.type, account.comment or "", account.validity]
     return " ".join(parts).lower()
+
+
+def recent_fetch_runs(account: MailAccount, limit: int = 20) -> list[FetchRun]:
+    """The account's latest fetch runs, newest first (the edit screen's history)."""
+    return (
+        db.session.query(FetchRun)
+        .filter_by(mail_account_id=account.id)
+        .order_by(FetchRun.started_at.desc(), FetchRun.id.desc())
+        .limit(limit)
+        .all()
+    )
 
 
 def account_summary(account: MailAccount) -> dict[str, Any]:
@@ -122,3 +157,97 @@ def account_summary(account: MailAccount) -> dict[str, Any]:
         "changed_at": iso_utc(account.changed_at),
         "changed_by": account.changed_by,
     }
+
+
+# ----- OAuth2: saving through the provider sign-in -----
+
+
+def needs_consent(data: MailAccountInput, account: MailAccount | None) -> bool:
+    """A new account, a dead grant, or a changed identity needs the provider sign-in.
+
+    The identity is the type, username, profile and shared-mailbox flag; other fields of an
+    OAuth2 account are saved directly."""
+    if account is None or account.needs_reauth or account.oauth2_token is None:
+        return True
+    return (
+        str(data.type).strip() != account.type
+        or str(data.username).strip() != account.username
+        or str(data.oauth2_profile_id or "").strip() != str(account.oauth2_profile_id or "")
+        or bool(data.shared_mailbox) != bool(account.shared_mailbox)
+    )
+
+
+def save_oauth2_account(
+    data: MailAccountInput,
+    account: MailAccount | None,
+    finish: bool,
+    start: ConsentStart,
+    actor: str | None,
+) -> str | None:
+    """Save an OAuth2 account directly (None) or return the provider's consent URL.
+
+    Raises ValidationError. With a consent, the account is saved only by the callback."""
+    errors = validate_mail_account_input(data, account)
+    if errors:
+        raise ValidationError(errors)
+    if account is not None and not needs_consent(data, account):
+        update_mail_account(account, data, actor)
+        return None
+    try:
+        return begin_consent(
+            data.to_dict(), account.id if account is not None else None, finish, start
+        )
+    except ConsentError as e:
+        raise ValidationError({"oauth2_profile_id": str(e)}) from None
+
+
+def begin_reauthorization(account: MailAccount, start: ConsentStart) -> str:
+    """The consent URL to sign in again for an OAuth2 account, keeping every setting.
+
+    Raises ConsentError (e.g. the profile is no longer valid)."""
+    return begin_consent(input_from_account(account).to_dict(), account.id, True, start)
+
+
+def link_signed_in_account(pending: Pending, token: dict, signed_in: str) -> MailAccount:
+    """Create or update the account together with its tokens, in one transaction.
+
+    Raises LinkError when the parked input no longer validates."""
+    actor = pending_actor(pending)
+    data = MailAccountInput.from_dict(pending.form_data)
+    try:
+        if pending.mail_account_id is None:
+            account = create_mail_account(data, actor, commit=False)
+        else:
+            found = db.session.get(MailAccount, pending.mail_account_id)
+            if found is None:
+                raise LinkError("The mail account was deleted in the meantime.")
+            store_tokens(found, token, signed_in)  # committed by the update below
+            update_mail_account(found, data, actor)
+            return found
+    except ValidationError as e:
+        raise LinkError("; ".join(e.errors.values())) from None
+    store_tokens(account, token, signed_in)
+    db.session.commit()
+    return account
+
+
+# ----- testing and fetching now -----
+
+
+class ConnectionFailed(Exception):
+    """The connection test failed; str() is for the admin and never holds a secret."""
+
+
+def check_connection(account: MailAccount) -> ConnectionReport:
+    """Log in, list folders and count messages; changes nothing. Raises ConnectionFailed."""
+    try:
+        return test_connection(account)
+    except MailError as e:  # admin-readable, without secrets
+        raise ConnectionFailed(str(e)) from None
+    except OAuth2TokenError as e:  # no access token (e.g. re-authorization needed)
+        raise ConnectionFailed(e.admin_message) from None
+
+
+def request_fetch_now(account: MailAccount) -> None:
+    """Mark the account due now; the scheduler fetches it within seconds."""
+    request_fetch(account)

@@ -8,10 +8,10 @@ The engine (imported by the fetch engine; imports no screen, form or CLI):
 - errors.py: provider errors and AADSTS codes in plain words
 
 The feature:
-- flow.py: start_authorization (called by the mail account form), the callback, Re-authorize
+- flow.py: the consent logic: begin_consent, the pending authorization, sign_in at the callback
 - service.py: OAuth2 profile operations shared by the screen and the CLI
 - forms.py: the OAuth2 profile form
-- views.py: the OAuth2 Profiles screen
+- views.py: the OAuth2 Profiles screen, Re-authorize and the consent callback
 - cli.py: `oauth2-profile add|list` and `mail-account authorize ID`
 """
 
@@ -25,8 +25,8 @@ def init_app(app: Flask) -> None:
     # Imported here, not at the top: the fetch engine imports webapp.oauth.tokens, which runs
     # this file, and must not load the screens (they import the mail account service, which
     # imports the fetch engine).
-    from . import cli, flow, views
+    from . import cli, views
 
     app.register_blueprint(views.profiles_bp)
-    app.register_blueprint(flow.bp)
+    app.register_blueprint(views.consent_bp)
     app.cli.add_command(cli.oauth2_profile_cli)

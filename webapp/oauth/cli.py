@@ -11,11 +11,11 @@ from flask.cli import AppGroup
 from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
 from ..mail_accounts.cli import mail_account_cli
-from ..mail_accounts.validators import input_from_account
+from ..mail_accounts.service import begin_reauthorization
 from ..models import AdminUser, MailAccount
 from ..timefmt import iso_date
 from ..validation import ValidationError
-from .flow import CALLBACK_PATH, CLI_BINDING, PENDING_LIFETIME, ConsentError, begin_consent
+from .flow import PENDING_LIFETIME, ConsentError, cli_start
 from .providers import PROVIDERS, SECRET_WARNING_DAYS
 from .service import ProfileInput, create_profile, list_profiles, profile_summary, secret_warning
 
@@ -123,14 +123,7 @@ def authorize_command(account_id: int, admin_name: str | None) -> None:
         fail("Set POSTMASTER_PUBLIC_URL (the app's external URL) so the redirect URI is known.")
     admin = _admin(admin_name)
     try:
-        url = begin_consent(
-            input_from_account(account).to_dict(),
-            account.id,
-            finish=True,
-            admin_user_id=admin.id,
-            binding=CLI_BINDING,
-            callback_url=public_url.rstrip("/") + CALLBACK_PATH,
-        )
+        url = begin_reauthorization(account, cli_start(admin.id, public_url))
     except ConsentError as e:
         fail(str(e))
     minutes = int(PENDING_LIFETIME.total_seconds() // 60)
