@@ -75,7 +75,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(keys_cli)
     from .addresses import system_address_cli
-    from .postmaster import commands as _fetch_commands  # noqa: F401  (adds fetch and test)
     from .queues import queue_cli
 
     app.cli.add_command(queue_cli)

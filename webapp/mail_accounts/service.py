@@ -8,7 +8,10 @@ engine. Nothing here reads the Flask request: the views and the CLI hand everyth
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from sqlalchemy import select
 
 from ..extensions import db
 from ..models import (
@@ -30,7 +33,14 @@ from ..oauth.flow import (
     pending_actor,
 )
 from ..oauth.tokens import OAuth2TokenError, store_tokens
-from ..postmaster.fetch import ConnectionReport, test_connection
+from ..postmaster.fetch import (
+    ConnectionReport,
+    FetchOptions,
+    FetchResult,
+    fetch_account,
+    test_connection,
+)
+from ..postmaster.lease import make_owner
 from ..postmaster.mailbox import MailError
 from ..postmaster.requests import request_fetch
 from ..timefmt import iso_utc
@@ -231,7 +241,7 @@ def link_signed_in_account(pending: Pending, token: dict, signed_in: str) -> Mai
     return account
 
 
-# ----- testing and fetching now -----
+# ----- testing and fetching -----
 
 
 class ConnectionFailed(Exception):
@@ -251,3 +261,26 @@ def check_connection(account: MailAccount) -> ConnectionReport:
 def request_fetch_now(account: MailAccount) -> None:
     """Mark the account due now; the scheduler fetches it within seconds."""
     request_fetch(account)
+
+
+def valid_account_ids() -> list[int]:
+    """The ids of every valid account, in the order `mail-account fetch` goes through them."""
+    return list(
+        db.session.execute(
+            select(MailAccount.id)
+            .where(MailAccount.validity == "valid")
+            .order_by(MailAccount.host, MailAccount.username)
+        ).scalars()
+    )
+
+
+def fetch_mail_accounts(
+    account_ids: list[int], debug: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, FetchResult]]:
+    """Fetch the accounts one after another (trigger cli); yields each label and result."""
+    options = FetchOptions(trigger="cli", owner=make_owner("cli"), debug=debug)
+    for account_id in account_ids:
+        account = db.session.get(MailAccount, account_id)
+        assert account is not None  # the ids were read just before
+        label = f"{account.id} {account.type} {account.username}@{account.host}"
+        yield label, fetch_account(account_id, options)

@@ -12,7 +12,7 @@ The feature:
 - service.py: OAuth2 profile operations shared by the screen and the CLI
 - forms.py: the OAuth2 profile form
 - views.py: the OAuth2 Profiles screen, Re-authorize and the consent callback
-- cli.py: `oauth2-profile add|list` and `mail-account authorize ID`
+- cli.py: `oauth2-profile add|list` (the consent of an account is `mail-account authorize ID`)
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
-"""`flask --app wsgi oauth2-profile add|list` and `flask --app wsgi mail-account authorize ID`."""
+"""`flask --app wsgi oauth2-profile add|list` (the consent of an account is
+`mail-account authorize ID`)."""
 
 from __future__ import annotations
 
 import json
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from ..cli_common import fail, read_secret_stdin
-from ..extensions import db
-from ..mail_accounts.cli import mail_account_cli
-from ..mail_accounts.service import begin_reauthorization
-from ..models import AdminUser, MailAccount
 from ..timefmt import iso_date
 from ..validation import ValidationError
-from .flow import PENDING_LIFETIME, ConsentError, cli_start
 from .providers import PROVIDERS, SECRET_WARNING_DAYS
 from .service import ProfileInput, create_profile, list_profiles, profile_summary, secret_warning
 
@@ -101,43 +96,3 @@ def list_command(as_json: bool) -> None:
             f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id}\t{p.client_id}\t"
             f"secret expires {expires}\t{p.validity}"
         )
-
-
-@mail_account_cli.command("authorize")
-@click.argument("account_id", type=int)
-@click.option("--admin", "admin_name", help="Admin recorded as linking (default: the only one).")
-def authorize_command(account_id: int, admin_name: str | None) -> None:
-    """Print the consent URL of an OAuth2 mail account, to open in any browser.
-
-    The sign-in is bound to this command, not to a browser session: the link works once,
-    for 10 minutes, and only the mailbox's own account (or a delegate of a shared mailbox) is
-    accepted. Do not share it.
-    """
-    account = db.session.get(MailAccount, account_id)
-    if account is None:
-        fail(f"There is no mail account with id {account_id}.")
-    if not account.account_type.oauth2:
-        fail(f"Mail account {account_id} is {account.type}, not an OAuth2 type.")
-    public_url = current_app.config.get("PUBLIC_URL")
-    if not public_url:
-        fail("Set POSTMASTER_PUBLIC_URL (the app's external URL) so the redirect URI is known.")
-    admin = _admin(admin_name)
-    try:
-        url = begin_reauthorization(account, cli_start(admin.id, public_url))
-    except ConsentError as e:
-        fail(str(e))
-    minutes = int(PENDING_LIFETIME.total_seconds() // 60)
-    click.echo(f"Open this URL within {minutes} minutes and sign in as {account.username}:")
-    click.echo(url)
-
-
-def _admin(name: str | None) -> AdminUser:
-    if name:
-        admin = db.session.query(AdminUser).filter_by(username=name.strip()).first()
-        if admin is None:
-            fail(f"--admin: there is no admin named {name!r}.")
-        return admin
-    admins = db.session.query(AdminUser).limit(2).all()
-    if len(admins) != 1:
-        fail("--admin is required (there is not exactly one admin user).")
-    return admins[0]
