@@ -191,12 +191,13 @@ def save_oauth2_account(
     data: MailAccountInput,
     account: MailAccount | None,
     finish: bool,
-    start: ConsentStart,
+    start: Callable[[], ConsentStart],
     actor: str | None,
 ) -> str | None:
     """Save an OAuth2 account directly (None) or return the provider's consent URL.
 
-    Raises ValidationError. With a consent, the account is saved only by the callback."""
+    Raises ValidationError. With a consent, the account is saved only by the callback;
+    `start` is called only then (it may bind the browser session)."""
     errors = validate_mail_account_input(data, account)
     if errors:
         raise ValidationError(errors)
@@ -205,7 +206,7 @@ def save_oauth2_account(
         return None
     try:
         return begin_consent(
-            data.to_dict(), account.id if account is not None else None, finish, start
+            data.to_dict(), account.id if account is not None else None, finish, start()
         )
     except ConsentError as e:
         raise ValidationError({"oauth2_profile_id": str(e)}) from None

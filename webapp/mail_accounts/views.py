@@ -66,7 +66,7 @@ def add() -> Response | str:
         try:
             if form.is_oauth2():
                 # A new OAuth2 account is saved by the callback, after the sign-in.
-                url = save_oauth2_account(data, None, True, browser_start(), current_admin_name())
+                url = save_oauth2_account(data, None, True, browser_start, current_admin_name())
                 assert url is not None  # a new account always needs the sign-in
                 return redirect(url)
             account = create_mail_account(data, current_admin_name())
@@ -88,8 +88,9 @@ def edit(account_id: int) -> Response | str:
         finish = bool(form.submit_finish.data)
         try:
             if form.is_oauth2():
-                start = browser_start()
-                url = save_oauth2_account(data, account, finish, start, current_admin_name())
+                url = save_oauth2_account(
+                    data, account, finish, browser_start, current_admin_name()
+                )
                 if url is not None:
                     return redirect(url)
             else:
