@@ -14,7 +14,7 @@ from tests.idp.fixtures import IdpTenant
 from tests.idp.server import LocalIdentityProvider
 from webapp.extensions import db
 from webapp.models import MailAccount, OAuth2Profile
-from webapp.oauth.profiles import ProfileInput, create_profile
+from webapp.oauth.service import ProfileInput, create_profile
 
 _numbers = itertools.count(1)
 USER_PASSWORD = "Correct-Horse-9"

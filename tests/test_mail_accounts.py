@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 
 from webapp.extensions import db
-from webapp.mail_accounts.service import (
-    PASSWORD_AGAIN,
-    MailAccountInput,
-    create_mail_account,
-    validate_mail_account_input,
-)
+from webapp.mail_accounts.service import create_mail_account, validate_mail_account_input
+from webapp.mail_accounts.validators import PASSWORD_AGAIN, MailAccountInput
 from webapp.models import FetchRun, MailAccount, OAuth2Profile, OAuth2Token, Queue
 
 SECRET = "Zebra-Quokka-7731-secret"
@@ -274,36 +270,3 @@ def test_fetch_now_and_test_connection_stubs(admin_client):
     response = admin_client.post(f"/mail-accounts/{account.id}/test", follow_redirects=True)
     assert response.status_code == 200
     assert SECRET not in response.get_data(as_text=True)
-
-
-def test_oauth2_type_calls_the_hook_or_says_unavailable(admin_client, monkeypatch):
-    import sys
-    import types
-
-    profile = OAuth2Profile(name="M365", provider="MicrosoftAzure", client_id="c", tenant_id="t")
-    db.session.add(profile)
-    db.session.commit()
-    data = form_data(type="IMAPOAuth2", password="", oauth2_profile_id=str(profile.id))
-    calls = []
-
-    def start_authorization(form_data, account, finish):
-        from flask import redirect
-
-        calls.append((form_data, account, finish))
-        return redirect("https://login.example.test/authorize")
-
-    fake = types.ModuleType("webapp.oauth.flow")
-    fake.start_authorization = start_authorization
-    monkeypatch.setitem(sys.modules, "webapp.oauth.flow", fake)
-    response = admin_client.post("/mail-accounts/add", data=data)
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("https://login.example.test/")
-    (form, account, finish), *_ = calls
-    assert account is None and form["type"] == "IMAPOAuth2" and finish is True
-    assert form["oauth2_profile_id"] == str(profile.id)
-
-    monkeypatch.setitem(sys.modules, "webapp.oauth.flow", None)  # import fails
-    response = admin_client.post("/mail-accounts/add", data=data)
-    assert response.status_code == 200
-    assert "OAuth2 is not available yet" in response.get_data(as_text=True)
-    assert db.session.query(MailAccount).count() == 0

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from webapp.extensions import db
-from webapp.mail_accounts.service import PASSWORD_AGAIN
+from webapp.mail_accounts.validators import PASSWORD_AGAIN
 from webapp.models import MailAccount, OAuth2Profile
 
 SECRET = "Walrus-Origami-4419-secret"
@@ -144,3 +144,25 @@ def test_oauth2_add_without_password_prints_hint(runner, app):
     (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
     assert row["host"] == "outlook.office365.com" and row["oauth2_profile"] == "M365"
     assert row["shared_mailbox"] is True
+
+
+def test_list_json_times_are_utc_with_z(runner):
+    assert add(runner).exit_code == 0
+    (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
+    assert row["created_at"].endswith("Z") and row["changed_at"].endswith("Z")
+    assert row["last_run_at"] is None
+
+
+def test_test_and_fetch_of_an_unknown_account_fail_with_exit_2(runner):
+    for args in (["test", "999"], ["fetch", "--mail-account-id", "999"]):
+        result = runner.invoke(args=["mail-account", *args])
+        assert result.exit_code == 2
+        assert result.stderr == "Error: no mail account with id 999\n"
+
+
+def test_test_reports_a_refused_connection_with_exit_1(runner):
+    result = add(runner, "--host", "127.0.0.1", "--port", "1")  # refused at once
+    assert result.exit_code == 0, result.output
+    tested = runner.invoke(args=["mail-account", "test", result.output.strip()])
+    assert tested.exit_code == 1
+    assert tested.stderr.startswith("Connection failed: ") and SECRET not in tested.output

@@ -12,8 +12,8 @@ from tests.oauth_helpers import profile_by_name
 from webapp.extensions import db
 from webapp.models import OAuth2Profile
 from webapp.oauth.errors import explain
-from webapp.oauth.profiles import secret_warning
 from webapp.oauth.providers import endpoints_for, scopes_for, tenant_error
+from webapp.oauth.service import secret_warning
 
 SECRET = "Xq8~Tz.4Kb_rN2vLw-9pQeYh7sDf3GjMa1cVbU0"
 ADMIN = {"username": ADMIN_NAME, "password": ADMIN_PASSWORD}

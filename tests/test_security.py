@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import ADMIN_NAME, ADMIN_PASSWORD
 from webapp.extensions import db
-from webapp.mail_accounts.service import MailAccountInput, create_mail_account
+from webapp.mail_accounts.service import create_mail_account
+from webapp.mail_accounts.validators import MailAccountInput
 from webapp.models import MailAccount, Queue, SystemAddress
 
 # The only endpoints reachable without signing in. oauth2.callback is public on purpose: the

@@ -29,10 +29,6 @@ from . import (
 from .config import DEV_SECRET_KEY, DefaultConfig
 from .extensions import csrf, db, migrate
 
-# Adds `mail-account fetch|test` to the mail-account group (an import for its side effect;
-# the mail accounts package takes these commands over).
-from .postmaster import commands as _fetch_commands  # noqa: F401
-
 # Every screen area, in the order of the navigation; each registers its blueprint and its
 # command group in init_app.
 FEATURES = (

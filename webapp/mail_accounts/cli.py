@@ -1,28 +1,41 @@
-"""`flask --app wsgi mail-account ...`: the same validation and saving as the screens."""
+"""`flask --app wsgi mail-account add|list|update|delete|test|fetch|authorize`.
+
+The same validation and saving as the screens; `fetch` and `test` are OTOBO's
+Maint::PostMaster::MailAccountFetch, `authorize` prints the OAuth2 consent URL.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from ..account_types import ACCOUNT_TYPES, AFTER_FETCH_CHOICES, DISPATCH_CHOICES, VALIDITIES
 from ..cli_common import fail, read_secret_stdin
 from ..extensions import db
-from ..models import MailAccount, OAuth2Profile, Queue
+from ..models import AdminUser, MailAccount, OAuth2Profile, Queue
+from ..oauth.flow import PENDING_LIFETIME, ConsentError, cli_start
+from ..states import FetchStatus
+from ..validation import ValidationError
 from .service import (
-    MailAccountInput,
-    MailAccountValidationError,
+    ConnectionFailed,
     account_summary,
+    begin_reauthorization,
+    check_connection,
     create_mail_account,
     delete_mail_account,
-    input_from_account,
+    fetch_mail_accounts,
+    get_mail_account,
     list_mail_accounts,
     update_mail_account,
+    valid_account_ids,
 )
+from .validators import MailAccountInput, input_from_account
 
 mail_account_cli = AppGroup("mail-account", help="Mail accounts.")
 
@@ -116,12 +129,13 @@ def _apply_options(data: MailAccountInput, opts: dict[str, Any]) -> MailAccountI
     return data
 
 
-def _fail_validation(e: MailAccountValidationError) -> None:
+def _fail_validation(e: ValidationError) -> NoReturn:
     """All problems on one line, named by option."""
     fail("; ".join(f"{OPTION_NAMES.get(k, k)}: {v}" for k, v in e.errors.items()))
 
 
 def _oauth2_hint(account: MailAccount) -> None:
+    """An OAuth2 account without tokens cannot fetch yet: say how to link it."""
     if account.account_type.oauth2 and account.oauth2_token is None:
         click.echo(
             f"Hint: sign in at the provider with `flask --app wsgi mail-account authorize "
@@ -137,9 +151,8 @@ def add_command(**opts: Any) -> None:
     data = _apply_options(MailAccountInput(), opts)
     try:
         account = create_mail_account(data, CLI_ACTOR)
-    except MailAccountValidationError as e:
+    except ValidationError as e:
         _fail_validation(e)
-        return
     click.echo(account.id)
     _oauth2_hint(account)
 
@@ -149,15 +162,14 @@ def add_command(**opts: Any) -> None:
 @account_options
 def update_command(account_id: int, **opts: Any) -> None:
     """Change the given options of a mail account; the others stay."""
-    account = db.session.get(MailAccount, account_id)
+    account = get_mail_account(account_id)
     if account is None:
         fail(f"There is no mail account with id {account_id}.")
     data = _apply_options(input_from_account(account), opts)
     try:
         update_mail_account(account, data, CLI_ACTOR)
-    except MailAccountValidationError as e:
+    except ValidationError as e:
         _fail_validation(e)
-        return
     click.echo(f"Mail account {account.id} updated.")
     _oauth2_hint(account)
 
@@ -166,7 +178,7 @@ def update_command(account_id: int, **opts: Any) -> None:
 @click.argument("account_id", type=int)
 def delete_command(account_id: int) -> None:
     """Delete a mail account with its OAuth2 token and fetch history."""
-    account = db.session.get(MailAccount, account_id)
+    account = get_mail_account(account_id)
     if account is None:
         fail(f"There is no mail account with id {account_id}.")
     delete_mail_account(account)
@@ -192,3 +204,80 @@ def list_command(as_json: bool, include_invalid: bool) -> None:
             f"{a.id}\t{a.type}\t{a.host}:{a.effective_port}\t{a.username}\t"
             f"{a.effective_folder}\t{a.validity}\t{dispatch}{queue}"
         )
+
+
+@mail_account_cli.command("fetch")
+@click.option("--mail-account-id", type=int, help="Fetch only this account.")
+@click.option("--debug", is_flag=True, help="Show the protocol conversation (secrets masked).")
+def fetch_command(mail_account_id: int | None, debug: bool) -> None:
+    """Fetch all valid mail accounts (or one). Exit 1 when any failed."""
+    if mail_account_id is not None:
+        account = get_mail_account(mail_account_id)
+        if account is None:
+            fail(f"no mail account with id {mail_account_id}")
+        ids = [account.id]
+    else:
+        ids = valid_account_ids()
+    show_debug = (lambda line: click.echo(f"  {line}", err=True)) if debug else None
+    any_failed = False
+    for label, result in fetch_mail_accounts(ids, show_debug):
+        click.echo(f"{label}: {result.summary()}")
+        any_failed |= result.status in (FetchStatus.ERROR, FetchStatus.BUSY, FetchStatus.REAUTH)
+    sys.exit(1 if any_failed else 0)
+
+
+@mail_account_cli.command("test")
+@click.argument("account_id", type=int)
+def test_command(account_id: int) -> None:
+    """Log in, list folders and count messages; changes nothing."""
+    account = get_mail_account(account_id)
+    if account is None:
+        fail(f"no mail account with id {account_id}")
+    try:
+        report = check_connection(account)
+    except ConnectionFailed as e:
+        # Not bad input (exit 2) but a failed check, like a failed fetch: exit 1.
+        click.echo(f"Connection failed: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {report.message_count} messages; folders: {', '.join(report.folders)}")
+
+
+@mail_account_cli.command("authorize")
+@click.argument("account_id", type=int)
+@click.option("--admin", "admin_name", help="Admin recorded as linking (default: the only one).")
+def authorize_command(account_id: int, admin_name: str | None) -> None:
+    """Print the consent URL of an OAuth2 mail account, to open in any browser.
+
+    The sign-in is bound to this command, not to a browser session: the link works once,
+    for 10 minutes, and only the mailbox's own account (or a delegate of a shared mailbox) is
+    accepted. Do not share it.
+    """
+    account = get_mail_account(account_id)
+    if account is None:
+        fail(f"There is no mail account with id {account_id}.")
+    if not account.account_type.oauth2:
+        fail(f"Mail account {account_id} is {account.type}, not an OAuth2 type.")
+    public_url = current_app.config.get("PUBLIC_URL")
+    if not public_url:
+        fail("Set POSTMASTER_PUBLIC_URL (the app's external URL) so the redirect URI is known.")
+    admin = _admin(admin_name)
+    try:
+        url = begin_reauthorization(account, cli_start(admin.id, public_url))
+    except ConsentError as e:
+        fail(str(e))
+    minutes = int(PENDING_LIFETIME.total_seconds() // 60)
+    click.echo(f"Open this URL within {minutes} minutes and sign in as {account.username}:")
+    click.echo(url)
+
+
+def _admin(name: str | None) -> AdminUser:
+    """The admin named by --admin, else the only admin there is."""
+    if name:
+        admin = db.session.query(AdminUser).filter_by(username=name.strip()).first()
+        if admin is None:
+            fail(f"--admin: there is no admin named {name!r}.")
+        return admin
+    admins = db.session.query(AdminUser).limit(2).all()
+    if len(admins) != 1:
+        fail("--admin is required (there is not exactly one admin user).")
+    return admins[0]

@@ -1,9 +1,10 @@
 """The add/edit form. Fields are plain text and selects: all checks live in
-service.validate_mail_account_input, shared with the CLI."""
+`validators.clean`, shared with the CLI."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -24,7 +25,7 @@ from ..account_types import (
 )
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
-from .service import MailAccountInput
+from .validators import MailAccountInput
 
 TRUSTED_HELP = (
     "If Yes is selected, any X-OTOBO headers attached to an incoming message are evaluated "
@@ -48,7 +49,7 @@ class Required:
 
     field_flags = {"required": True}
 
-    def __call__(self, form, field) -> None:
+    def __call__(self, form: FlaskForm, field: Any) -> None:
         return None
 
 
@@ -124,7 +125,7 @@ class MailAccountForm(FlaskForm):
     submit = SubmitField("Save")
     submit_finish = SubmitField("Save and finish")
 
-    def __init__(self, *args, account: MailAccount | None = None, **kwargs):
+    def __init__(self, *args: Any, account: MailAccount | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queues = db.session.query(Queue).order_by(Queue.name)
         self.queue_id.choices = [("", "-")] + [
@@ -166,7 +167,18 @@ class MailAccountForm(FlaskForm):
         }
         return cls(data=data, account=account)
 
+    @classmethod
+    def for_input(cls, data: MailAccountInput, account: MailAccount | None) -> MailAccountForm:
+        """The form filled with what was typed (after a failed sign-in); never the password."""
+        values = data.to_dict()
+        values.pop("password", None)
+        values["trusted"] = "1" if data.trusted else "0"
+        for name in ("port", "queue_id", "fetch_interval_minutes", "oauth2_profile_id"):
+            values[name] = "" if values.get(name) is None else str(values[name])
+        return cls(formdata=None, data=values, account=account)
+
     def to_input(self) -> MailAccountInput:
+        """What was typed, for the service."""
         return MailAccountInput(
             type=self.type.data or "",
             username=self.username.data or "",
@@ -188,14 +200,17 @@ class MailAccountForm(FlaskForm):
         )
 
     def port_placeholder(self) -> str:
+        """The selected type's default port, shown in the empty Port field."""
         account_type = ACCOUNT_TYPES.get(self.type.data or "") or next(iter(ACCOUNT_TYPES.values()))
         return str(account_type.default_port)
 
     def is_oauth2(self) -> bool:
+        """The selected type signs in with OAuth2."""
         account_type = ACCOUNT_TYPES.get(self.type.data or "")
         return bool(account_type and account_type.oauth2)
 
     def add_errors(self, errors: dict[str, str]) -> None:
+        """Show the service's {field: message} errors at their fields."""
         for name, message in errors.items():
             field = self._fields.get(name)
             if field is not None:

@@ -1,11 +1,18 @@
 """OAuth2 (Microsoft 365) for mail accounts: profiles, the consent flow and the token store.
 
-- providers.py: provider presets, URL templates, scopes per protocol, tenant validation
-- profiles.py: the OAuth2 Profiles screen and the profile service shared with the CLI
-- flow.py: start_authorization (called by the mail account form), the callback, Re-authorize
+The engine (imported by the fetch engine; imports no screen, form or CLI):
+- providers.py: provider presets, URL templates, scopes per protocol, tenant validation,
+  SECRET_WARNING_DAYS
 - tokens.py: storing tokens, refreshing them (serialized per account), access_token_for
+- identity.py: who signed in (the id_token, checked)
 - errors.py: provider errors and AADSTS codes in plain words
-- cli.py: `oauth2-profile add|list` and `mail-account authorize ID`
+
+The feature:
+- flow.py: the consent logic: begin_consent, the pending authorization, sign_in at the callback
+- service.py: OAuth2 profile operations shared by the screen and the CLI
+- forms.py: the OAuth2 profile form
+- views.py: the OAuth2 Profiles screen, Re-authorize and the consent callback
+- cli.py: `oauth2-profile add|list` (the consent of an account is `mail-account authorize ID`)
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import cli, flow, profiles
+    """Register the OAuth2 screens and the `oauth2-profile` command group."""
+    # Imported here, not at the top: the fetch engine imports webapp.oauth.tokens, which runs
+    # this file, and must not load the screens (they import the mail account service, which
+    # imports the fetch engine).
+    from . import cli, views
 
-    app.register_blueprint(profiles.bp)
-    app.register_blueprint(flow.bp)
+    app.register_blueprint(views.profiles_bp)
+    app.register_blueprint(views.consent_bp)
     app.cli.add_command(cli.oauth2_profile_cli)

@@ -1,27 +1,18 @@
-"""`flask --app wsgi oauth2-profile add|list` and `flask --app wsgi mail-account authorize ID`."""
+"""`flask --app wsgi oauth2-profile add|list` (the consent of an account is
+`mail-account authorize ID`)."""
 
 from __future__ import annotations
 
 import json
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from ..cli_common import fail, read_secret_stdin
-from ..extensions import db
-from ..mail_accounts.cli import mail_account_cli
-from ..mail_accounts.service import input_from_account
-from ..models import AdminUser, MailAccount, OAuth2Profile
-from .flow import CALLBACK_PATH, CLI_BINDING, PENDING_LIFETIME, ConsentError, begin_consent
-from .profiles import (
-    ProfileInput,
-    ProfileValidationError,
-    create_profile,
-    profile_summary,
-    secret_warning,
-)
-from .providers import PROVIDERS
+from ..timefmt import iso_date
+from ..validation import ValidationError
+from .providers import PROVIDERS, SECRET_WARNING_DAYS
+from .service import ProfileInput, create_profile, list_profiles, profile_summary, secret_warning
 
 oauth2_profile_cli = AppGroup("oauth2-profile", help="OAuth2 profiles (Microsoft 365 apps).")
 
@@ -50,7 +41,7 @@ OPTION_NAMES = {
 @click.option("--tenant-id", required=True, help="Tenant GUID or domain.")
 @click.option("--authorize-url", help="Custom provider: authorize URL ({tenant} allowed).")
 @click.option("--token-url", help="Custom provider: token URL ({tenant} allowed).")
-@click.option("--secret-expires", help="YYYY-MM-DD: warn 30 days before.")
+@click.option("--secret-expires", help=f"YYYY-MM-DD: warn {SECRET_WARNING_DAYS} days before.")
 @click.option("--validity", default="valid", show_default=True)
 @click.option("--comment")
 def add_command(
@@ -80,9 +71,8 @@ def add_command(
     )
     try:
         profile = create_profile(data, CLI_ACTOR)
-    except ProfileValidationError as e:
+    except ValidationError as e:
         fail("; ".join(f"{OPTION_NAMES.get(k, k)}: {v}" for k, v in e.errors.items()))
-        return
     click.echo(profile.id)
     warning = secret_warning(profile)
     if warning:
@@ -93,7 +83,7 @@ def add_command(
 @click.option("--json", "as_json", is_flag=True, help="JSON (never includes the secret).")
 def list_command(as_json: bool) -> None:
     """List OAuth2 profiles (without secrets)."""
-    profiles = db.session.query(OAuth2Profile).order_by(OAuth2Profile.name).all()
+    profiles = list_profiles()
     if as_json:
         click.echo(json.dumps([profile_summary(p) for p in profiles], indent=2))
         return
@@ -101,56 +91,8 @@ def list_command(as_json: bool) -> None:
         click.echo("No OAuth2 profiles.")
         return
     for p in profiles:
-        expires = p.secret_expires_on.isoformat() if p.secret_expires_on else "-"
+        expires = iso_date(p.secret_expires_on) or "-"
         click.echo(
             f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id}\t{p.client_id}\t"
             f"secret expires {expires}\t{p.validity}"
         )
-
-
-@mail_account_cli.command("authorize")
-@click.argument("account_id", type=int)
-@click.option("--admin", "admin_name", help="Admin recorded as linking (default: the only one).")
-def authorize_command(account_id: int, admin_name: str | None) -> None:
-    """Print the consent URL of an OAuth2 mail account, to open in any browser.
-
-    The sign-in is bound to this command, not to a browser session: the link works once,
-    for 10 minutes, and only the mailbox's own account (or a delegate of a shared mailbox) is
-    accepted. Do not share it.
-    """
-    account = db.session.get(MailAccount, account_id)
-    if account is None:
-        fail(f"There is no mail account with id {account_id}.")
-    if not account.account_type.oauth2:
-        fail(f"Mail account {account_id} is {account.type}, not an OAuth2 type.")
-    public_url = current_app.config.get("PUBLIC_URL")
-    if not public_url:
-        fail("Set POSTMASTER_PUBLIC_URL (the app's external URL) so the redirect URI is known.")
-    admin = _admin(admin_name)
-    try:
-        url = begin_consent(
-            input_from_account(account).to_dict(),
-            account.id,
-            finish=True,
-            admin_user_id=admin.id,
-            binding=CLI_BINDING,
-            callback_url=public_url.rstrip("/") + CALLBACK_PATH,
-        )
-    except ConsentError as e:
-        fail(str(e))
-        return
-    minutes = int(PENDING_LIFETIME.total_seconds() // 60)
-    click.echo(f"Open this URL within {minutes} minutes and sign in as {account.username}:")
-    click.echo(url)
-
-
-def _admin(name: str | None) -> AdminUser:
-    if name:
-        admin = db.session.query(AdminUser).filter_by(username=name.strip()).first()
-        if admin is None:
-            fail(f"--admin: there is no admin named {name!r}.")
-        return admin
-    admins = db.session.query(AdminUser).limit(2).all()
-    if len(admins) != 1:
-        fail("--admin is required (there is not exactly one admin user).")
-    return admins[0]

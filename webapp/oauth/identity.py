@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 
 import requests
@@ -17,10 +16,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..models import OAuth2Profile
+from ..validation import is_guid
 from .providers import Endpoints
 
 LEEWAY_SECONDS = 300
-_GUID = re.compile(r"^[0-9a-fA-F-]{36}$")
 
 
 class IdentityError(Exception):
@@ -78,5 +77,5 @@ def _check_claims(claims: dict, profile: OAuth2Profile) -> None:
     issuer = str(claims.get("iss") or "")
     if not tid or not issuer.endswith(f"/{tid}/v2.0"):
         raise IdentityError("The id_token's issuer does not match its tenant.")
-    if _GUID.match(profile.tenant_id) and tid.lower() != profile.tenant_id.lower():
+    if is_guid(profile.tenant_id) and tid.lower() != profile.tenant_id.lower():
         raise IdentityError("The id_token is from another tenant than the profile's.")

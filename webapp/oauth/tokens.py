@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
@@ -91,7 +92,7 @@ def access_token_for(account: MailAccount) -> str:
     because the fetch rolls back its own transaction on errors.
     """
     row = account.oauth2_token
-    if row is not None and _usable(row):
+    if row is not None and _usable(row) and row.access_token:
         return row.access_token
     return _refresh_serialized(account.id)
 
@@ -119,9 +120,9 @@ def _refresh_serialized(account_id: int) -> str:
     db.session.commit()  # the refresh runs in its own transaction
     row = _lock_token_row(account_id)
     account = db.session.get(MailAccount, account_id)
-    if row is None or not row.refresh_token:
+    if account is None or row is None or not row.refresh_token:
         _give_up(account, row, "This mail account is not linked yet: " + REAUTH_HINT, "reauth")
-    if _usable(row):  # another fetcher refreshed while we waited for the lock
+    if _usable(row) and row.access_token:  # another fetcher refreshed while we waited
         access_token = row.access_token
         db.session.commit()
         return access_token
@@ -187,7 +188,7 @@ def _status_of(error: str | None) -> str:
 
 def _give_up(
     account: MailAccount | None, row: OAuth2Token | None, message: str, status: str
-) -> None:
+) -> NoReturn:
     """Commit why the account has no token (in its own transaction), then raise."""
     if row is not None:
         row.last_error = message

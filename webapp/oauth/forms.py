@@ -1,0 +1,103 @@
+"""The OAuth2 profile form. Fields are plain text and selects: the checks live in the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField, SubmitField, TextAreaField
+
+from ..account_types import VALIDITIES
+from ..models import OAuth2Profile
+from ..timefmt import iso_date
+from .providers import PROVIDERS, SECRET_WARNING_DAYS
+from .service import ProfileInput
+
+
+class ProfileForm(FlaskForm):
+    name = StringField("Name")
+    provider = SelectField(
+        "Provider",
+        choices=[(p.name, p.label) for p in PROVIDERS.values()],
+        validate_choice=False,
+        default="MicrosoftAzure",
+    )
+    client_id = StringField(
+        "Client ID", description="The Application (client) ID of the app registration."
+    )
+    client_secret = PasswordField(
+        "Client secret",
+        render_kw={"autocomplete": "new-password"},
+        description="The secret's Value (shown once in Azure), not its Secret ID.",
+    )
+    tenant_id = StringField(
+        "Tenant ID",
+        description='The Directory (tenant) ID (a GUID) or the tenant\'s domain. Not "common".',
+    )
+    authorize_url = StringField(
+        "Authorize URL",
+        description="Custom provider only; {tenant} is replaced by the tenant ID.",
+    )
+    token_url = StringField(
+        "Token URL", description="Custom provider only; {tenant} is replaced by the tenant ID."
+    )
+    validity = SelectField(
+        "Validity", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
+    )
+    secret_expires_on = StringField(
+        "Client secret expires",
+        render_kw={"type": "date"},
+        description=f"Optional: you are warned {SECRET_WARNING_DAYS} days ahead.",
+    )
+    comment = TextAreaField("Comment", render_kw={"rows": 2})
+    submit = SubmitField("Save")
+
+    REQUIRED = ("name", "provider", "client_id", "tenant_id")
+
+    def __init__(self, *args: Any, profile: OAuth2Profile | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.REQUIRED:
+            self[name].flags.required = True
+        if profile is None:
+            self.client_secret.flags.required = True
+        else:
+            self.client_secret.description = "Leave empty to keep the stored secret. " + (
+                self.client_secret.description or ""
+            )
+
+    @classmethod
+    def for_profile(cls, profile: OAuth2Profile) -> ProfileForm:
+        """The edit form filled from the profile; the secret is never filled in."""
+        data = {
+            "name": profile.name,
+            "provider": profile.provider,
+            "client_id": profile.client_id,
+            "tenant_id": profile.tenant_id,
+            "authorize_url": profile.authorize_url or "",
+            "token_url": profile.token_url or "",
+            "validity": profile.validity,
+            "secret_expires_on": iso_date(profile.secret_expires_on) or "",
+            "comment": profile.comment or "",
+        }
+        return cls(data=data, profile=profile)
+
+    def to_input(self) -> ProfileInput:
+        """What was typed, for the service."""
+        return ProfileInput(
+            name=self.name.data or "",
+            provider=self.provider.data or "",
+            client_id=self.client_id.data or "",
+            client_secret=self.client_secret.data or None,
+            tenant_id=self.tenant_id.data or "",
+            authorize_url=self.authorize_url.data,
+            token_url=self.token_url.data,
+            validity=self.validity.data or "",
+            secret_expires_on=self.secret_expires_on.data,
+            comment=self.comment.data,
+        )
+
+    def add_errors(self, errors: dict[str, str]) -> None:
+        """Show the service's {field: message} errors at their fields."""
+        for name, message in errors.items():
+            if name in self._fields:
+                self[name].errors = [*self[name].errors, message]

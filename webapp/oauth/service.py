@@ -1,0 +1,204 @@
+"""OAuth2 profile operations shared by the OAuth2 Profiles screen and the CLI.
+
+A profile is one app registration (client id and secret) in one tenant at one provider. The
+client secret is stored encrypted and never shown back: an empty field keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ..account_types import VALIDITIES
+from ..extensions import db
+from ..models import MailAccount, OAuth2Profile
+from ..timefmt import iso_date
+from ..validation import ValidationError
+from .providers import PROVIDERS, SECRET_WARNING_DAYS, tenant_error, url_error
+
+
+@dataclass
+class ProfileInput:
+    """A profile as typed in the form or given to the CLI."""
+
+    name: str = ""
+    provider: str = "MicrosoftAzure"
+    client_id: str = ""
+    client_secret: str | None = None  # empty on edit: keep the stored secret
+    tenant_id: str = ""
+    authorize_url: str | None = None
+    token_url: str | None = None
+    validity: str = "valid"
+    secret_expires_on: str | date | None = None
+    comment: str | None = None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dict[str, str]]:
+    """Validated column values and {field: message} errors, one check per field in form order."""
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    _check_name(data, profile, values, errors)
+    provider = PROVIDERS.get(_check_provider(data, values, errors))
+    _check_client(data, profile, values, errors)
+    values["tenant_id"] = tenant_id = _text(data.tenant_id)
+    problem = tenant_error(tenant_id)
+    if problem:
+        errors["tenant_id"] = problem
+    values["authorize_url"] = values["token_url"] = None
+    if provider is not None and provider.is_custom:
+        _check_custom_urls(data, values, errors)
+    values["validity"] = validity = _text(data.validity) or "valid"
+    if validity not in VALIDITIES:
+        errors["validity"] = "Choose one of: " + ", ".join(VALIDITIES) + "."
+    _check_secret_expiry(data, values, errors)
+    values["comment"] = _text(data.comment) or None
+    return values, errors
+
+
+def _check_name(
+    data: ProfileInput, profile: OAuth2Profile | None, values: dict, errors: dict[str, str]
+) -> None:
+    values["name"] = name = _text(data.name)
+    if not name:
+        errors["name"] = "Enter a name."
+    elif len(name) > 200:
+        errors["name"] = "The name is too long."
+    else:
+        same = db.session.query(OAuth2Profile).filter(OAuth2Profile.name == name)
+        if profile is not None:
+            same = same.filter(OAuth2Profile.id != profile.id)
+        if same.first() is not None:
+            errors["name"] = "A profile with this name already exists."
+
+
+def _check_provider(data: ProfileInput, values: dict, errors: dict[str, str]) -> str:
+    values["provider"] = provider_name = _text(data.provider)
+    if PROVIDERS.get(provider_name) is None:
+        errors["provider"] = "Choose one of: " + ", ".join(PROVIDERS) + "."
+    return provider_name
+
+
+def _check_client(
+    data: ProfileInput, profile: OAuth2Profile | None, values: dict, errors: dict[str, str]
+) -> None:
+    """The client id, and the secret (required unless one is stored)."""
+    values["client_id"] = client_id = _text(data.client_id)
+    if not client_id:
+        errors["client_id"] = "Enter the Application (client) ID of the app registration."
+    elif len(client_id) > 200:
+        errors["client_id"] = "The client ID is too long."
+
+    secret = (data.client_secret or "").strip()
+    if secret:
+        values["client_secret"] = secret
+    elif profile is None or not profile.client_secret:
+        errors["client_secret"] = "Enter the client secret's Value (not its Secret ID)."
+
+
+def _check_custom_urls(data: ProfileInput, values: dict, errors: dict[str, str]) -> None:
+    for field in ("authorize_url", "token_url"):
+        url = _text(getattr(data, field))
+        problem = url_error(url) if url else "Enter the URL (Custom provider)."
+        if problem:
+            errors[field] = problem
+        values[field] = url
+
+
+def _check_secret_expiry(data: ProfileInput, values: dict, errors: dict[str, str]) -> None:
+    values["secret_expires_on"] = None
+    expires = data.secret_expires_on
+    if isinstance(expires, date):
+        values["secret_expires_on"] = expires
+    elif _text(expires):
+        try:
+            values["secret_expires_on"] = date.fromisoformat(_text(expires))
+        except ValueError:
+            errors["secret_expires_on"] = "Enter the date as YYYY-MM-DD."
+
+
+def create_profile(data: ProfileInput, actor: str | None) -> OAuth2Profile:
+    """Validate and add a profile; raises ValidationError."""
+    values, errors = _clean(data, None)
+    if errors:
+        raise ValidationError(errors)
+    profile = OAuth2Profile(**values, created_by=actor, changed_by=actor)
+    db.session.add(profile)
+    db.session.commit()
+    return profile
+
+
+def update_profile(profile: OAuth2Profile, data: ProfileInput, actor: str | None) -> None:
+    """Validate and change a profile (an empty secret keeps the stored one); raises
+    ValidationError."""
+    values, errors = _clean(data, profile)
+    if errors:
+        db.session.rollback()
+        raise ValidationError(errors)
+    for key, value in values.items():
+        setattr(profile, key, value)
+    profile.changed_by = actor
+    db.session.commit()
+
+
+def delete_profile(profile: OAuth2Profile) -> None:
+    """Delete a profile (the caller checks first that no mail account uses it)."""
+    db.session.delete(profile)
+    db.session.commit()
+
+
+def get_profile(profile_id: int) -> OAuth2Profile | None:
+    """The profile with this id, or None."""
+    return db.session.get(OAuth2Profile, profile_id)
+
+
+def list_profiles() -> list[OAuth2Profile]:
+    """Every profile, sorted by name."""
+    return db.session.query(OAuth2Profile).order_by(OAuth2Profile.name).all()
+
+
+def accounts_using(profile: OAuth2Profile) -> int:
+    """How many mail accounts use the profile."""
+    return db.session.query(MailAccount).filter_by(oauth2_profile_id=profile.id).count()
+
+
+def secret_warning(profile: OAuth2Profile, today: date | None = None) -> str | None:
+    """A warning when the client secret has expired or expires within SECRET_WARNING_DAYS."""
+    if profile.secret_expires_on is None:
+        return None
+    today = today or date.today()
+    days = (profile.secret_expires_on - today).days
+    when = profile.secret_expires_on.isoformat()
+    if days < 0:
+        return (
+            f"The client secret expired on {when}: every mailbox of this profile stops "
+            "(AADSTS7000222). Create a new secret in Azure and enter its Value here."
+        )
+    if days <= SECRET_WARNING_DAYS:
+        return (
+            f"The client secret expires on {when} (in {days} days). Create a new secret in "
+            "Azure and enter its Value here before then."
+        )
+    return None
+
+
+def profile_summary(profile: OAuth2Profile) -> dict[str, Any]:
+    """What `oauth2-profile list --json` prints: everything but the secret."""
+    return {
+        "id": profile.id,
+        "name": profile.name,
+        "provider": profile.provider,
+        "client_id": profile.client_id,
+        "tenant_id": profile.tenant_id,
+        "authorize_url": profile.authorize_url,
+        "token_url": profile.token_url,
+        "validity": profile.validity,
+        "secret_expires_on": iso_date(profile.secret_expires_on),
+        "has_client_secret": bool(profile.client_secret),
+        "comment": profile.comment,
+        "mail_accounts": accounts_using(profile),
+    }

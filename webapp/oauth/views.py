@@ -1,0 +1,196 @@
+"""The OAuth2 screens: OAuth2 Profiles, and the consent's Re-authorize button and callback."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ..auth import current_admin_name
+from ..mail_accounts.forms import MailAccountForm
+from ..mail_accounts.service import (
+    begin_reauthorization,
+    get_mail_account,
+    link_signed_in_account,
+)
+from ..mail_accounts.validators import MailAccountInput
+from ..models import OAuth2Profile
+from ..validation import ValidationError
+from .errors import explain
+from .flow import (
+    ConsentError,
+    LinkError,
+    Pending,
+    bound_to_this_browser,
+    browser_start,
+    redirect_uri,
+    sign_in,
+    take_pending,
+)
+from .forms import ProfileForm
+from .service import (
+    accounts_using,
+    create_profile,
+    delete_profile,
+    get_profile,
+    list_profiles,
+    secret_warning,
+    update_profile,
+)
+
+profiles_bp = Blueprint("oauth2_profiles", __name__, url_prefix="/oauth2-profiles")
+consent_bp = Blueprint("oauth2", __name__, url_prefix="/oauth2")
+
+
+# ----- OAuth2 Profiles -----
+
+
+def _get_profile(profile_id: int) -> OAuth2Profile:
+    profile = get_profile(profile_id)
+    if profile is None:
+        abort(404)
+    return profile
+
+
+@profiles_bp.route("/")
+def index() -> str:
+    rows = [(p, secret_warning(p), accounts_using(p)) for p in list_profiles()]
+    return render_template("oauth/profiles.html", rows=rows, redirect_uri=redirect_uri())
+
+
+@profiles_bp.route("/add", methods=["GET", "POST"])
+def add() -> Response | str:
+    form = ProfileForm()
+    if form.validate_on_submit():
+        try:
+            profile = create_profile(form.to_input(), current_admin_name())
+        except ValidationError as e:
+            form.add_errors(e.errors)
+        else:
+            flash(f"OAuth2 profile {profile.name} added.", "success")
+            return redirect(url_for("oauth2_profiles.index"))
+    return _render_form(form, None)
+
+
+@profiles_bp.route("/<int:profile_id>", methods=["GET", "POST"])
+def edit(profile_id: int) -> Response | str:
+    profile = _get_profile(profile_id)
+    if request.method == "GET":
+        return _render_form(ProfileForm.for_profile(profile), profile)
+    form = ProfileForm(profile=profile)
+    if form.validate_on_submit():
+        try:
+            update_profile(profile, form.to_input(), current_admin_name())
+        except ValidationError as e:
+            form.add_errors(e.errors)
+        else:
+            flash(f"OAuth2 profile {profile.name} saved.", "success")
+            return redirect(url_for("oauth2_profiles.index"))
+    return _render_form(form, profile)
+
+
+@profiles_bp.route("/<int:profile_id>/delete", methods=["POST"])
+def delete(profile_id: int) -> Response:
+    profile = _get_profile(profile_id)
+    used = accounts_using(profile)
+    if used:
+        flash(
+            f"OAuth2 profile {profile.name} is used by {used} mail account(s): change or delete "
+            "them first, or set the profile to invalid.",
+            "error",
+        )
+    else:
+        delete_profile(profile)
+        flash(f"OAuth2 profile {profile.name} deleted.", "success")
+    return redirect(url_for("oauth2_profiles.index"))
+
+
+def _render_form(form: ProfileForm, profile: OAuth2Profile | None) -> str:
+    return render_template(
+        "oauth/profile_form.html",
+        form=form,
+        profile=profile,
+        redirect_uri=redirect_uri(),
+        warning=secret_warning(profile) if profile is not None else None,
+    )
+
+
+# ----- the consent: Re-authorize and the callback -----
+
+
+@consent_bp.route("/reauthorize/<int:account_id>", methods=["POST"])
+def reauthorize(account_id: int) -> Response:
+    """Run the consent again for an account, keeping every setting."""
+    account = get_mail_account(account_id)
+    if account is None:
+        abort(404)
+    if not account.account_type.oauth2:
+        flash("Only OAuth2 mail accounts can be re-authorized.", "error")
+        return redirect(url_for("mail_accounts.index"))
+    try:
+        url = begin_reauthorization(account, browser_start())
+    except ConsentError as e:
+        flash(f"Cannot re-authorize {account.username}: {e}", "error")
+        return redirect(url_for("mail_accounts.index"))
+    return redirect(url)
+
+
+@consent_bp.route("/callback")
+def callback() -> Response | str:
+    """The provider sends the browser back here with code and state (or an error)."""
+    pending = take_pending(request.args.get("state", ""))
+    if pending is None:
+        return _refuse(
+            "This sign-in answer is unknown, already used or older than 10 minutes. "
+            "Start again from the mail account."
+        )
+    if not bound_to_this_browser(pending):
+        return _refuse(
+            "This sign-in was started in another browser session. Start again from the mail "
+            "account in this browser."
+        )
+    if request.args.get("error"):
+        message = explain(
+            request.args.get("error"), request.args.get("error_description"), redirect_uri()
+        )
+        return _back_to_form(pending, message)
+    try:
+        return _link(pending, request.args.get("code", ""))
+    except LinkError as e:
+        return _back_to_form(pending, str(e))
+
+
+def _link(pending: Pending, code: str) -> Response | str:
+    token, signed_in = sign_in(pending, code, redirect_uri())
+    account = link_signed_in_account(pending, token, signed_in)
+    message = (
+        f"Mail account {account.username} on {account.host} linked (signed in as {signed_in})."
+    )
+    if g.get("admin") is None:
+        return _result_page("Mail account linked", message)
+    flash(message, "success")
+    if pending.finish:
+        return redirect(url_for("mail_accounts.index"))
+    return redirect(url_for("mail_accounts.edit", account_id=account.id))
+
+
+def _result_page(title: str, message: str, error: bool = False) -> str:
+    """For a browser without an admin session (a link printed by the CLI)."""
+    return render_template("oauth/result.html", title=title, message=message, error=error)
+
+
+def _refuse(message: str) -> Response | str:
+    if g.get("admin") is None:
+        return _result_page("Sign-in refused", message, error=True)
+    flash(message, "error")
+    return redirect(url_for("mail_accounts.index"))
+
+
+def _back_to_form(pending: Pending, message: str) -> Response | str:
+    """Show the mail account form again with what was typed, and why it did not work."""
+    if g.get("admin") is None:
+        return _result_page("Sign-in failed", message, error=True)
+    account = get_mail_account(pending.mail_account_id) if pending.mail_account_id else None
+    data = MailAccountInput.from_dict(pending.form_data)
+    form = MailAccountForm.for_input(data, account)
+    flash(message, "error")
+    return render_template("mail_accounts/form.html", form=form, account=account, runs=[])
