@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import FailedMail, RawMail
 from ..postmaster.parse import decode_header_value
 from ..postmaster.pipeline import MessageOutcome, delete_failed_mail, reprocess_failed_mail
+from ..timefmt import iso_utc
 
 PAGE_SIZE = 50
 # Enough for From and Subject; never load a whole (maybe 30 MB) message for a list row.
@@ -60,7 +61,7 @@ def failed_mail_rows() -> list[dict]:
             "account": f"{f.mail_account.username}@{f.mail_account.host}"
             if f.mail_account
             else None,
-            "created_at": f.created_at.isoformat() if f.created_at else None,
+            "created_at": iso_utc(f.created_at),
             "error": f.error,
         }
         for f in failed

@@ -7,6 +7,7 @@ from sqlalchemy.orm import selectinload, undefer
 
 from ..extensions import db
 from ..models import Article, Attachment, Queue, RawMail, Ticket, TicketState
+from ..timefmt import iso_utc
 
 PAGE_SIZE = 100
 # State types that no longer need work; the overview counts the others as open.
@@ -110,7 +111,7 @@ def ticket_rows(queue_name: str | None, limit: int) -> list[dict]:
             "title": t.title,
             "customer_user": t.customer_user,
             "customer_no": t.customer_no,
-            "created_at": t.created_at.isoformat() if t.created_at else None,
+            "created_at": iso_utc(t.created_at),
             "message_ids": message_ids[t.id],
         }
         for t in tickets
