@@ -391,3 +391,19 @@ class SchedulerNode(Model):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PostmasterFilter(AuditMixin, Model):
+    """A PostMaster filter: conditions on a mail's headers, X-OTOBO-* values to set.
+
+    conditions: JSON [{"header", "pattern", "negate"}]; actions: JSON [{"header", "value"}].
+    """
+
+    __tablename__ = "postmaster_filter"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    stop_after_match: Mapped[bool] = mapped_column(Boolean, default=False)
+    conditions: Mapped[str] = mapped_column(Text, default="[]")
+    actions: Mapped[str] = mapped_column(Text, default="[]")
+    comment: Mapped[str | None] = mapped_column(Text)
+    validity: Mapped[str] = mapped_column(String(30), default="valid")

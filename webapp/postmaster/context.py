@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import MailAccount, Queue, SystemAddress, TicketPriority, TicketState
 from ..seed import DEFAULT_PRIORITY, DEFAULT_STATE, FOLLOW_UP_STATE
 from ..settings.store import get_setting
+from .filters import FilterSet, load_filters
 from .tickets import SYSTEM_ID
 
 
@@ -50,6 +51,7 @@ class PipelineContext:
     ticket_number_re: re.Pattern[str]
     # Said once per run: batches.fetch_folder writes them to the run's fetch log.
     warnings: list[str] = field(default_factory=list)
+    filters: FilterSet = field(default_factory=FilterSet)  # PostMaster filters, compiled
 
 
 def _default_queue(valid: dict[str, int], warnings: list[str]) -> tuple[int, str]:
@@ -110,6 +112,7 @@ def build_context(account: MailAccount | None) -> PipelineContext:
         ticket_hook=hook,
         ticket_number_re=ticket_number_pattern(hook),
         warnings=warnings,
+        filters=load_filters(),
     )
 
 

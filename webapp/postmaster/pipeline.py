@@ -21,6 +21,7 @@ from ..models import Article, FailedMail, RawMail, table_of
 from ..states import OutcomeKind
 from .context import PipelineContext, build_context
 from .dispatch import is_ignored, new_ticket_params, trusted_headers
+from .filters import obeyed_headers
 from .followup import (
     MAX_REFERENCES,
     FollowUp,
@@ -194,7 +195,7 @@ def _parse(
         _failed(message, mail)
         return message
     message.outcome.message_id = mail.message_id
-    message.headers = trusted_headers(ctx, mail, log)
+    message.headers = obeyed_headers(trusted_headers(ctx, mail, log), ctx.filters, mail, log)
     if is_ignored(message.headers):
         log.append("X-OTOBO-Ignore: the mail is ignored")
         message.outcome.kind = OutcomeKind.IGNORED

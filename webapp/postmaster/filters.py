@@ -1,0 +1,331 @@
+"""PostMaster filters: match a mail's headers and set X-OTOBO-* values, like OTOBO's.
+
+The valid filters are compiled once per fetch run into a `FilterSet`. Regular expressions
+run on Google RE2 (linear time: no catastrophic backtracking), case-insensitively like
+OTOBO's `=~ m{...}i`. Every condition on one header becomes part of one RE2 Set, so a mail
+costs one scan per distinct header, not one per condition. The work per message is bounded
+too: a header or the body is matched on its first MAX_VALUE_BYTES only, and the time budget
+MAX_SECONDS is checked between headers and between filters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import re2
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import PostmasterFilter
+from .parse import ParsedMail
+
+MAX_CONDITIONS = 12
+MAX_ACTIONS = 12
+MAX_PATTERN_CHARS = 1000
+MAX_VALUE_BYTES = 64 * 1024  # of one header (all its occurrences) or of the body
+MAX_SECONDS = 1.0  # per message, for all filters together
+BODY = "Body"
+# The headers the form offers; any other X-... header can be matched too.
+MATCH_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Message-ID",
+    "X-Loop",
+    "Auto-Submitted",
+    "Precedence",
+    BODY,
+)
+# What a filter can set: every X-OTOBO-* header the pipeline obeys.
+SET_HEADERS = (
+    "X-OTOBO-Queue",
+    "X-OTOBO-Priority",
+    "X-OTOBO-State",
+    "X-OTOBO-Ignore",
+    "X-OTOBO-SenderType",
+    "X-OTOBO-Title",
+    "X-OTOBO-CustomerUser",
+    "X-OTOBO-CustomerNo",
+    "X-OTOBO-IsVisibleForCustomer",
+    "X-OTOBO-FollowUp-State",
+    "X-OTOBO-FollowUp-Priority",
+    "X-OTOBO-FollowUp-SenderType",
+    "X-OTOBO-FollowUp-IsVisibleForCustomer",
+)
+_SET_BY_LOWER = {h.lower(): h for h in SET_HEADERS}
+_MATCH_BY_LOWER = {h.lower(): h for h in MATCH_HEADERS}
+
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # a bad pattern is reported to the admin, not to stderr
+    options.never_capture = True
+    return options
+
+
+_OPTIONS = _options()
+
+
+def canonical_match_header(name: str) -> str | None:
+    """The spelling of a header a condition may match (From, X-Spam-Flag, Body), or None."""
+    name = name.strip()
+    known = _MATCH_BY_LOWER.get(name.lower())
+    if known is not None:
+        return known
+    if (
+        name.lower().startswith("x-")
+        and len(name) > 2
+        and all(c.isalnum() or c == "-" for c in name)
+    ):
+        return name
+    return None
+
+
+def canonical_set_header(name: str) -> str | None:
+    """The spelling of an X-OTOBO-* header a filter may set, or None."""
+    return _SET_BY_LOWER.get(name.strip().lower())
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why RE2 refuses a pattern (a message for the admin), or None when it compiles."""
+    if not pattern:
+        return "Enter a regular expression."
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return f"The regular expression is too long (at most {MAX_PATTERN_CHARS} characters)."
+    try:
+        re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        return (
+            f"Not a valid regular expression ({reason}). Filters use RE2 syntax, which has "
+            "no backreferences (\\1) and no lookahead or lookbehind ((?=...), (?!...), "
+            "(?<=...))."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Condition:
+    header: str  # canonical, see canonical_match_header
+    pattern: str
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    name: str
+    stop_after_match: bool
+    conditions: tuple[Condition, ...]
+    actions: tuple[tuple[str, str], ...]  # (X-OTOBO-* header, value)
+    # Index of each condition's pattern in FilterSet.sets[condition.header].
+    slots: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilterSet:
+    """The valid filters of one fetch run, compiled: immutable, shared by every message."""
+
+    filters: tuple[CompiledFilter, ...] = ()
+    sets: Mapping[str, re2.Set] = field(default_factory=dict)  # header -> its patterns
+    broken: tuple[str, ...] = ()  # log lines for stored filters that cannot run
+
+    def __bool__(self) -> bool:
+        return bool(self.filters)
+
+
+def conditions_from_json(text: str | None) -> list[Condition]:
+    """The stored conditions of a filter row."""
+    return [
+        Condition(c["header"], c["pattern"], bool(c.get("negate")))
+        for c in json.loads(text or "[]")
+    ]
+
+
+def actions_from_json(text: str | None) -> list[tuple[str, str]]:
+    """The stored (header, value) actions of a filter row."""
+    return [(a["header"], a["value"]) for a in json.loads(text or "[]")]
+
+
+def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
+    """One RE2 Set per header over every condition on it; a filter that does not compile
+    is left out (and reported in `broken`)."""
+    patterns: dict[str, list[str]] = {}
+    kept: list[CompiledFilter] = []
+    broken: list[str] = []
+    for f in sorted(filters, key=lambda f: f.name):
+        errors = [e for c in f.conditions if (e := pattern_error(c.pattern))]
+        if errors or not f.conditions:
+            broken.append(f"filter {f.name} skipped: {errors[0] if errors else 'no condition'}")
+            continue
+        slots = []
+        for c in f.conditions:
+            slots.append(len(patterns.setdefault(c.header, [])))
+            patterns[c.header].append(c.pattern)
+        kept.append(
+            CompiledFilter(f.name, f.stop_after_match, f.conditions, f.actions, tuple(slots))
+        )
+    sets = {}
+    for header, header_patterns in patterns.items():
+        rs = re2.Set.SearchSet(_OPTIONS)
+        for pattern in header_patterns:
+            rs.Add(pattern)
+        rs.Compile()
+        sets[header] = rs
+    return FilterSet(tuple(kept), sets, tuple(broken))
+
+
+def load_filters() -> FilterSet:
+    """The valid filters from the database, compiled (once per fetch run)."""
+    rows = db.session.scalars(
+        select(PostmasterFilter)
+        .where(PostmasterFilter.validity == "valid")
+        .order_by(PostmasterFilter.name)
+    )
+    return compile_filters(
+        CompiledFilter(
+            row.name,
+            row.stop_after_match,
+            tuple(conditions_from_json(row.conditions)),
+            tuple(actions_from_json(row.actions)),
+        )
+        for row in rows
+    )
+
+
+def header_values(mail: ParsedMail, wanted: Iterable[str]) -> dict[str, bytes]:
+    """The text each wanted header is matched on (occurrences joined by newlines, capped)."""
+    lower = {h.lower(): h for h in wanted if h != BODY}
+    found: dict[str, list[str]] = {}
+    for name, value in mail.headers:
+        header = lower.get(name.lower())
+        if header is not None:
+            found.setdefault(header, []).append(value)
+    values = {
+        h: "\n".join(v).encode("utf-8", "replace")[:MAX_VALUE_BYTES] for h, v in found.items()
+    }
+    if BODY in wanted:
+        # The plain text (or the HTML's text) the article gets: at most 4 bytes a character.
+        values[BODY] = mail.body_text[:MAX_VALUE_BYTES].encode("utf-8", "replace")[:MAX_VALUE_BYTES]
+    return values
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def _matched_slots(
+    fs: FilterSet, values: Mapping[str, bytes], deadline: float
+) -> dict[str, frozenset[int]]:
+    """Per header, the indexes of its patterns that match the mail."""
+    hits: dict[str, frozenset[int]] = {}
+    for header, rs in fs.sets.items():
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        value = values.get(header)
+        hits[header] = frozenset(rs.Match(value) or ()) if value is not None else frozenset()
+    return hits
+
+
+def _filter_matches(f: CompiledFilter, hits: Mapping[str, frozenset[int]]) -> bool:
+    """All conditions hold (a negated one holds when its pattern does not match)."""
+    return all(
+        (slot in hits[c.header]) != c.negate for c, slot in zip(f.conditions, f.slots, strict=True)
+    )
+
+
+def apply_filters(fs: FilterSet, mail: ParsedMail, log: list[str]) -> dict[str, str]:
+    """The X-OTOBO-* values the matching filters set (in name order; a later filter
+    overrides an earlier one), with a log line per matching filter. Never raises: a filter
+    that fails is logged and treated as absent."""
+    log.extend(fs.broken)
+    if not fs:
+        return {}
+    deadline = time.monotonic() + MAX_SECONDS
+    try:
+        hits = _matched_slots(fs, header_values(mail, fs.sets), deadline)
+    except _OutOfTime:
+        log.append(f"filters skipped: over the time limit of {MAX_SECONDS:g} s per message")
+        return {}
+    except Exception as exc:  # an RE2 failure must not lose the mail: match one by one
+        log.append(f"filters: matching failed ({type(exc).__name__}: {exc}); one by one")
+        return _apply_one_by_one(fs, mail, log, deadline)
+    result: dict[str, str] = {}
+    for f in fs.filters:
+        if _filter_matches(f, hits):
+            _record(f, result, log)
+            if f.stop_after_match:
+                break
+    return result
+
+
+def _record(f: CompiledFilter, result: dict[str, str], log: list[str]) -> None:
+    result.update(f.actions)
+    sets = ", ".join(f"{h}={v}" for h, v in f.actions) or "nothing"
+    log.append(f"filter {f.name} matched: set {sets}")
+
+
+def condition_holds(condition: Condition, values: Mapping[str, bytes]) -> bool:
+    """One condition alone (for the Test button and the fallback path)."""
+    value = values.get(condition.header)
+    found = value is not None and re2.compile(condition.pattern, _OPTIONS).search(value)
+    return bool(found) != condition.negate
+
+
+def _apply_one_by_one(
+    fs: FilterSet, mail: ParsedMail, log: list[str], deadline: float
+) -> dict[str, str]:
+    values = header_values(mail, fs.sets)
+    result: dict[str, str] = {}
+    for f in fs.filters:
+        if time.monotonic() > deadline:
+            log.append(f"filters from {f.name} on skipped: over the time limit")
+            break
+        try:
+            matched = all(condition_holds(c, values) for c in f.conditions)
+        except Exception as exc:
+            log.append(f"filter {f.name} failed on this message and is ignored: {exc}")
+            continue
+        if matched:
+            _record(f, result, log)
+            if f.stop_after_match:
+                break
+    return result
+
+
+@dataclass
+class ConditionReport:
+    condition: Condition
+    holds: bool
+
+
+@dataclass
+class FilterReport:
+    """What one filter does with one mail: each condition, and what it would set."""
+
+    name: str
+    conditions: list[ConditionReport]
+    matched: bool
+    would_set: dict[str, str]
+
+
+def explain(f: CompiledFilter, mail: ParsedMail) -> FilterReport:
+    """Evaluate one filter condition by condition (the Test button; stores nothing)."""
+    values = header_values(mail, {c.header for c in f.conditions})
+    reports = [ConditionReport(c, condition_holds(c, values)) for c in f.conditions]
+    matched = bool(reports) and all(r.holds for r in reports)
+    return FilterReport(f.name, reports, matched, dict(f.actions) if matched else {})
+
+
+def obeyed_headers(
+    trusted: Mapping[str, str], filters: FilterSet, mail: ParsedMail, log: list[str]
+) -> dict[str, str]:
+    """The X-OTOBO-* headers to obey: the trusted ones, then what the filters set."""
+    return {**trusted, **apply_filters(filters, mail, log)}
