@@ -8,6 +8,7 @@ NAV_ITEMS: list[tuple[str, str]] = [
     ("tickets.index", "Tickets"),
     ("failed_mail.index", "Failed mail"),
     ("mail_accounts.index", "Mail Accounts"),
+    ("postmaster_filters.index", "PostMaster Filters"),
     ("oauth2_profiles.index", "OAuth2 Profiles"),
     ("queues.index", "Queues"),
     ("addresses.index", "Email Addresses"),
