@@ -1,7 +1,7 @@
 """Fetch benchmark (issue 6): our ingest against plain loops and the classic fetchers.
 
     .venv/bin/python -m bench.fetch [--messages 10000] [--runs 3] [--only imap|pop3]
-                                    [--scenario basic|accounts|large] [--json FILE]
+                                    [--scenario basic|accounts|large|filters] [--json FILE]
 
 Starts the same private Dovecot the tests use (tests/servers/dovecot.py; needs root), loads a
 fresh mailbox for every single measurement (tests/mailgen.realistic_corpus) and runs each
@@ -13,6 +13,8 @@ basic     per protocol: baseline loop (parse_mail), naive loop (email.message_fr
 accounts  200 accounts x 50 messages fetched by one `python -m scheduler` per pool size.
 large     one 25 MB message among small ones (peak RSS), then 10,000 vs --large-messages
           (default 100,000) messages over IMAP into SQLite (growth must stay linear).
+filters   our CLI fetch without filters and with --filters (default 50) valid PostMaster
+          filters of 3 conditions each (every mail matches one); the cost must be <= 10 %.
 
 Every run of ours is checked: each loaded message is exactly one article or failed mail, one
 dedupe key each, and the mailbox is empty afterwards.
@@ -446,8 +448,9 @@ class Database:
         )
         return app
 
-    def setup(self, accounts: list[tuple[str, int, str]], cap: int) -> list[int]:
-        """Mail accounts (user, port, type) and the per-run cap above N; returns their ids."""
+    def setup(self, accounts: list[tuple[str, int, str]], cap: int, filters: int = 0) -> list[int]:
+        """Mail accounts (user, port, type), the per-run cap above N and `filters` PostMaster
+        filters; returns the account ids."""
         from webapp.extensions import db
         from webapp.models import MailAccount
         from webapp.settings.store import set_setting
@@ -472,6 +475,7 @@ class Database:
             set_setting("MaxMessagesPerRun", str(cap))
             set_setting("MaxMessageSizeMB", "64")
             db.session.commit()
+            add_bench_filters(filters)
             ids = [r.id for r in rows]
             db.session.remove()
             db.engine.dispose()
@@ -527,6 +531,28 @@ class Database:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
+def add_bench_filters(n: int) -> None:
+    """n valid filters of 3 conditions each on the corpus' headers and body: filter i takes
+    the mail of customer i (so every mail matches one of 50 filters) and sets its priority."""
+    from webapp.filters.service import FilterInput, create_filter
+    from webapp.postmaster.filters import Condition
+
+    third = [
+        Condition("X-Loop", ".", negate=True),
+        Condition("To", "^support[0-2]@"),
+        Condition("Body", "(error|fehler) code {i}\\b", negate=True),
+    ]
+    for i in range(n):
+        conditions = [
+            Condition("From", f"@customer{i}\\.example\\.test>?$"),
+            Condition("Subject", "[a-z]|[^a-z]"),
+            Condition(third[i % 3].header, third[i % 3].pattern.format(i=i), third[i % 3].negate),
+        ]
+        create_filter(
+            FilterInput(f"bench-{i:03}", conditions, [("X-OTOBO-Priority", "4 high")]), "bench"
+        )
+
+
 def exactly_once(counts: dict[str, int], n: int) -> str:
     """'' when every loaded message is one article or failed mail with one key; else why not."""
     problems = []
@@ -546,12 +572,15 @@ def ours(
     raws: Iterable[bytes],
     scenario: str,
     tool: str | None = None,
+    filters: int = 0,
 ) -> Result:
     user, n, nbytes = ctx.boxes.load(raws)
     database = Database(dbkind, ctx.pg_url, ctx.tmp)
     try:
         account_type = "IMAPS" if protocol == "imap" else "POP3S"
-        (account_id,) = database.setup([(user, ctx.boxes.port(protocol), account_type)], n + 1)
+        (account_id,) = database.setup(
+            [(user, ctx.boxes.port(protocol), account_type)], n + 1, filters
+        )
         run = run_child(
             [
                 *ctx.wrap,
@@ -619,6 +648,79 @@ def scenario_basic(ctx: Bench, n: int, runs: int, protocols: list[str]) -> None:
                 fetchmail(ctx, protocol, corpus(n, seed), "basic")
             for dbkind in ctx.dbs:
                 ours(ctx, protocol, dbkind, corpus(n, seed), "basic")
+
+
+def scenario_filters(ctx: Bench, n: int, runs: int, protocols: list[str], filters: int) -> None:
+    """Our fetch without and with `filters` PostMaster filters, alternating, same corpus."""
+    plain, filtered = "ours CLI -> {}", f"ours CLI -> {{}} + {filters} filters"
+    for r in range(runs):
+        print(f"filters: run {r + 1} of {runs}, {n} messages, {filters} filters", flush=True)
+        for protocol in protocols:
+            for dbkind in ctx.dbs:
+                ours(ctx, protocol, dbkind, corpus(n, 1000 + r), "filters", plain.format(dbkind))
+                ours(
+                    ctx,
+                    protocol,
+                    dbkind,
+                    corpus(n, 1000 + r),
+                    "filters",
+                    filtered.format(dbkind),
+                    filters=filters,
+                )
+    costs = {}
+    for protocol in protocols:
+        for dbkind in ctx.dbs:
+            base = ctx.results.get("filters", plain.format(dbkind), protocol)
+            with_filters = ctx.results.get("filters", filtered.format(dbkind), protocol)
+            if base and with_filters and base.seconds and with_filters.seconds:
+                costs[f"{protocol}/{dbkind}"] = with_filters.median / base.median - 1
+    ctx.extra["filter_cost"] = costs
+    ctx.extra["filter_engine"] = filter_engine_cost(n, filters)
+    for key, cost in costs.items():
+        print(f"\n{filters} filters cost {cost:+.1%} of fetch time on {key} (target <= +10%)")
+
+
+def filter_engine_cost(n: int, filters: int, repeat: int = 5) -> dict:
+    """The filters alone, in process, against parse_mail of the same mails (a ratio stays
+    steady on a loaded machine, unlike the wall time of two fetches): best of `repeat`."""
+    from webapp.postmaster.filters import apply_filters, load_filters
+    from webapp.postmaster.pipeline import parse_or_error
+
+    raws = list(corpus(n, 1000))
+    with tempfile.TemporaryDirectory(prefix="postmaster-bench-") as tmp:
+        database = Database("sqlite", "", Path(tmp))
+        with database.app.app_context():
+            add_bench_filters(filters)
+            started = time.perf_counter()
+            compiled = load_filters()
+            compile_s = time.perf_counter() - started
+        database.drop()
+    parse_s = filter_s = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        mails = [m for m in map(parse_or_error, raws) if not isinstance(m, Exception)]
+        parse_s = min(parse_s, time.perf_counter() - started)
+        log: list[str] = []
+        started = time.perf_counter()
+        for mail in mails:
+            apply_filters(compiled, mail, log)
+        filter_s = min(filter_s, time.perf_counter() - started)
+    result = {
+        "compile_ms": compile_s * 1000,
+        "parse_us_per_message": parse_s / len(raws) * 1e6,
+        "filter_us_per_message": filter_s / len(mails) * 1e6,
+        "matched": sum(line.startswith("filter ") for line in log),
+        "mails": len(mails),
+    }
+    result["filter_vs_parse"] = result["filter_us_per_message"] / result["parse_us_per_message"]
+    print(
+        f"filter engine: {filters} filters compiled in {result['compile_ms']:.1f} ms; "
+        f"{result['filter_us_per_message']:.0f} us per message against "
+        f"{result['parse_us_per_message']:.0f} us to parse it "
+        f"({result['filter_vs_parse']:.1%}); {result['matched']} matches in {len(mails)} mails",
+        flush=True,
+    )
+    return result
 
 
 def scenario_accounts(ctx: Bench, accounts: int, per_account: int, pools: list[int]) -> None:
@@ -812,7 +914,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--only", choices=["imap", "pop3"])
-    p.add_argument("--scenario", choices=["basic", "accounts", "large"], default="basic")
+    p.add_argument("--scenario", choices=["basic", "accounts", "large", "filters"], default="basic")
+    p.add_argument("--filters", type=int, default=50, help="PostMaster filters (filters)")
     p.add_argument(
         "--db",
         default="sqlite,postgresql",
@@ -868,6 +971,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.scenario == "basic":
             scenario_basic(ctx, args.messages, args.runs, protocols)
+        elif args.scenario == "filters":
+            scenario_filters(ctx, args.messages, args.runs, protocols, args.filters)
         elif args.scenario == "accounts":
             pools = [int(x) for x in args.pools.split(",")]
             scenario_accounts(ctx, args.accounts, args.per_account, pools)

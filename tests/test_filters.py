@@ -290,7 +290,7 @@ def test_a_filter_that_fails_on_a_message_is_logged_and_treated_as_absent(app_ct
     def broken_sets(*args):
         raise RuntimeError("set failed")
 
-    monkeypatch.setattr(engine, "_matched_slots", broken_sets)
+    monkeypatch.setattr(engine, "_matched_mask", broken_sets)
     monkeypatch.setattr(engine, "condition_holds", flaky)
     outcome = process_message(build_context(None), make_mail(subject="boom"))
     db.session.commit()

@@ -125,8 +125,10 @@ class CompiledFilter:
     stop_after_match: bool
     conditions: tuple[Condition, ...]
     actions: tuple[tuple[str, str], ...]  # (X-OTOBO-* header, value)
-    # Index of each condition's pattern in FilterSet.sets[condition.header].
-    slots: tuple[int, ...] = ()
+    # Bits (one per condition of the whole FilterSet) that must be set / must be clear in
+    # a mail's match mask: a filter then costs two integer operations per mail.
+    positive: int = 0
+    negative: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class FilterSet:
 
     filters: tuple[CompiledFilter, ...] = ()
     sets: Mapping[str, re2.Set] = field(default_factory=dict)  # header -> its patterns
+    bits: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # header -> pattern bits
+    lowered: Mapping[str, str] = field(default_factory=dict)  # lowercased -> header (not Body)
+    body_mask: int = 0  # the bits of every Body condition
     broken: tuple[str, ...] = ()  # log lines for stored filters that cannot run
 
     def __bool__(self) -> bool:
@@ -158,19 +163,26 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
     """One RE2 Set per header over every condition on it; a filter that does not compile
     is left out (and reported in `broken`)."""
     patterns: dict[str, list[str]] = {}
+    bits: dict[str, list[int]] = {}
     kept: list[CompiledFilter] = []
+    count = 0
     broken: list[str] = []
     for f in sorted(filters, key=lambda f: f.name):
         errors = [e for c in f.conditions if (e := pattern_error(c.pattern))]
         if errors or not f.conditions:
             broken.append(f"filter {f.name} skipped: {errors[0] if errors else 'no condition'}")
             continue
-        slots = []
+        positive = negative = 0
         for c in f.conditions:
-            slots.append(len(patterns.setdefault(c.header, [])))
-            patterns[c.header].append(c.pattern)
+            bit, count = 1 << count, count + 1
+            patterns.setdefault(c.header, []).append(c.pattern)
+            bits.setdefault(c.header, []).append(bit)
+            if c.negate:
+                negative |= bit
+            else:
+                positive |= bit
         kept.append(
-            CompiledFilter(f.name, f.stop_after_match, f.conditions, f.actions, tuple(slots))
+            CompiledFilter(f.name, f.stop_after_match, f.conditions, f.actions, positive, negative)
         )
     sets = {}
     for header, header_patterns in patterns.items():
@@ -179,7 +191,14 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
             rs.Add(pattern)
         rs.Compile()
         sets[header] = rs
-    return FilterSet(tuple(kept), sets, tuple(broken))
+    return FilterSet(
+        tuple(kept),
+        sets,
+        {h: tuple(b) for h, b in bits.items()},
+        {h.lower(): h for h in sets if h != BODY},
+        sum(bits.get(BODY, ())),
+        tuple(broken),
+    )
 
 
 def load_filters() -> FilterSet:
@@ -202,7 +221,11 @@ def load_filters() -> FilterSet:
 
 def header_values(mail: ParsedMail, wanted: Iterable[str]) -> dict[str, bytes]:
     """The text each wanted header is matched on (occurrences joined by newlines, capped)."""
-    lower = {h.lower(): h for h in wanted if h != BODY}
+    wanted = set(wanted)
+    return _values(mail, {h.lower(): h for h in wanted if h != BODY}, BODY in wanted)
+
+
+def _values(mail: ParsedMail, lower: Mapping[str, str], body: bool) -> dict[str, bytes]:
     found: dict[str, list[str]] = {}
     for name, value in mail.headers:
         header = lower.get(name.lower())
@@ -211,7 +234,7 @@ def header_values(mail: ParsedMail, wanted: Iterable[str]) -> dict[str, bytes]:
     values = {
         h: "\n".join(v).encode("utf-8", "replace")[:MAX_VALUE_BYTES] for h, v in found.items()
     }
-    if BODY in wanted:
+    if body:
         # The plain text (or the HTML's text) the article gets: at most 4 bytes a character.
         values[BODY] = mail.body_text[:MAX_VALUE_BYTES].encode("utf-8", "replace")[:MAX_VALUE_BYTES]
     return values
@@ -221,24 +244,41 @@ class _OutOfTime(Exception):
     pass
 
 
-def _matched_slots(
-    fs: FilterSet, values: Mapping[str, bytes], deadline: float
-) -> dict[str, frozenset[int]]:
-    """Per header, the indexes of its patterns that match the mail."""
-    hits: dict[str, frozenset[int]] = {}
-    for header, rs in fs.sets.items():
+def _scan(fs: FilterSet, header: str, value: bytes) -> int:
+    bits = fs.bits[header]
+    mask = 0
+    for slot in fs.sets[header].Match(value) or ():
+        mask |= bits[slot]
+    return mask
+
+
+def _needs_body(fs: FilterSet, mask: int) -> bool:
+    """Whether a filter with a Body condition has all its header conditions holding: the
+    body (the largest text by far) is encoded and scanned only then."""
+    heads = ~fs.body_mask
+    return any(
+        (f.positive | f.negative) & fs.body_mask
+        and mask & f.positive & heads == f.positive & heads
+        and not mask & f.negative & heads
+        for f in fs.filters
+    )
+
+
+def _matched_mask(fs: FilterSet, mail: ParsedMail, deadline: float) -> int:
+    """The bits of every condition pattern that matches the mail (one RE2 scan a header)."""
+    values = _values(mail, fs.lowered, body=False)
+    mask = 0
+    for header in fs.sets:
         if time.monotonic() > deadline:
             raise _OutOfTime
         value = values.get(header)
-        hits[header] = frozenset(rs.Match(value) or ()) if value is not None else frozenset()
-    return hits
-
-
-def _filter_matches(f: CompiledFilter, hits: Mapping[str, frozenset[int]]) -> bool:
-    """All conditions hold (a negated one holds when its pattern does not match)."""
-    return all(
-        (slot in hits[c.header]) != c.negate for c, slot in zip(f.conditions, f.slots, strict=True)
-    )
+        if value is not None:
+            mask |= _scan(fs, header, value)
+    if BODY in fs.sets and _needs_body(fs, mask):
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        mask |= _scan(fs, BODY, _values(mail, {}, body=True)[BODY])
+    return mask
 
 
 def apply_filters(fs: FilterSet, mail: ParsedMail, log: list[str]) -> dict[str, str]:
@@ -250,7 +290,7 @@ def apply_filters(fs: FilterSet, mail: ParsedMail, log: list[str]) -> dict[str, 
         return {}
     deadline = time.monotonic() + MAX_SECONDS
     try:
-        hits = _matched_slots(fs, header_values(mail, fs.sets), deadline)
+        mask = _matched_mask(fs, mail, deadline)
     except _OutOfTime:
         log.append(f"filters skipped: over the time limit of {MAX_SECONDS:g} s per message")
         return {}
@@ -259,7 +299,8 @@ def apply_filters(fs: FilterSet, mail: ParsedMail, log: list[str]) -> dict[str, 
         return _apply_one_by_one(fs, mail, log, deadline)
     result: dict[str, str] = {}
     for f in fs.filters:
-        if _filter_matches(f, hits):
+        # All conditions hold; a negated one holds when its pattern does not match.
+        if mask & f.positive == f.positive and not mask & f.negative:
             _record(f, result, log)
             if f.stop_after_match:
                 break
