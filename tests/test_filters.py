@@ -461,3 +461,15 @@ def test_import_is_all_or_nothing(app_ctx):
     with pytest.raises(ValidationError, match="Filter 'bad'"):
         import_filters(json.dumps(doc), "test")
     assert list_filters() == []
+
+
+def test_body_conditions_match_the_mail_text_alone_or_negated(app_ctx):
+    add_filter("a-body", ["Body=disk (is )?full"], {"X-OTOBO-Priority": "4 high"})
+    add_filter("b-no-body", ["Subject=.", "!Body=unsubscribe"], {"X-OTOBO-Queue": "Misc"})
+    ctx = build_context(None)
+    full = process_message(ctx, make_mail(body="Alert: disk is full on db1"))
+    news = process_message(ctx, make_mail(body="Our news. To unsubscribe, reply."))
+    db.session.commit()
+    first, second = (db.session.get(Ticket, o.ticket_id) for o in (full, news))
+    assert (first.priority.name, first.queue.name) == ("4 high", "Misc")
+    assert (second.priority.name, second.queue.name) == ("3 normal", "Raw")

@@ -139,7 +139,8 @@ class FilterSet:
     sets: Mapping[str, re2.Set] = field(default_factory=dict)  # header -> its patterns
     bits: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # header -> pattern bits
     lowered: Mapping[str, str] = field(default_factory=dict)  # lowercased -> header (not Body)
-    body_mask: int = 0  # the bits of every Body condition
+    # (header bits that must be set, must be clear) of each filter with a Body condition
+    body_checks: tuple[tuple[int, int], ...] = ()
     broken: tuple[str, ...] = ()  # log lines for stored filters that cannot run
 
     def __bool__(self) -> bool:
@@ -160,13 +161,12 @@ def actions_from_json(text: str | None) -> list[tuple[str, str]]:
 
 
 def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
-    """One RE2 Set per header over every condition on it; a filter that does not compile
-    is left out (and reported in `broken`)."""
-    patterns: dict[str, list[str]] = {}
-    bits: dict[str, list[int]] = {}
+    """One RE2 Set per header over every distinct pattern on it (one bit each); a filter
+    that does not compile is left out (and reported in `broken`)."""
+    slots: dict[str, dict[str, int]] = {}  # header -> pattern -> its bit
     kept: list[CompiledFilter] = []
-    count = 0
     broken: list[str] = []
+    count = 0
     for f in sorted(filters, key=lambda f: f.name):
         errors = [e for c in f.conditions if (e := pattern_error(c.pattern))]
         if errors or not f.conditions:
@@ -174,9 +174,11 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
             continue
         positive = negative = 0
         for c in f.conditions:
-            bit, count = 1 << count, count + 1
-            patterns.setdefault(c.header, []).append(c.pattern)
-            bits.setdefault(c.header, []).append(bit)
+            header_slots = slots.setdefault(c.header, {})
+            if c.pattern not in header_slots:
+                header_slots[c.pattern] = 1 << count
+                count += 1
+            bit = header_slots[c.pattern]
             if c.negate:
                 negative |= bit
             else:
@@ -185,19 +187,25 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
             CompiledFilter(f.name, f.stop_after_match, f.conditions, f.actions, positive, negative)
         )
     sets = {}
-    for header, header_patterns in patterns.items():
+    for header, header_slots in slots.items():
         rs = re2.Set.SearchSet(_OPTIONS)
-        for pattern in header_patterns:
+        for pattern in header_slots:
             rs.Add(pattern)
         rs.Compile()
         sets[header] = rs
+    body_mask = sum(slots.get(BODY, {}).values())
+    heads = ~body_mask
     return FilterSet(
-        tuple(kept),
-        sets,
-        {h: tuple(b) for h, b in bits.items()},
-        {h.lower(): h for h in sets if h != BODY},
-        sum(bits.get(BODY, ())),
-        tuple(broken),
+        filters=tuple(kept),
+        sets=sets,
+        bits={h: tuple(header_slots.values()) for h, header_slots in slots.items()},
+        lowered={h.lower(): h for h in sets if h != BODY},
+        body_checks=tuple(
+            (f.positive & heads, f.negative & heads)
+            for f in kept
+            if (f.positive | f.negative) & body_mask
+        ),
+        broken=tuple(broken),
     )
 
 
@@ -255,13 +263,7 @@ def _scan(fs: FilterSet, header: str, value: bytes) -> int:
 def _needs_body(fs: FilterSet, mask: int) -> bool:
     """Whether a filter with a Body condition has all its header conditions holding: the
     body (the largest text by far) is encoded and scanned only then."""
-    heads = ~fs.body_mask
-    return any(
-        (f.positive | f.negative) & fs.body_mask
-        and mask & f.positive & heads == f.positive & heads
-        and not mask & f.negative & heads
-        for f in fs.filters
-    )
+    return any(mask & pos == pos and not mask & neg for pos, neg in fs.body_checks)
 
 
 def _matched_mask(fs: FilterSet, mail: ParsedMail, deadline: float) -> int:
@@ -274,7 +276,7 @@ def _matched_mask(fs: FilterSet, mail: ParsedMail, deadline: float) -> int:
         value = values.get(header)
         if value is not None:
             mask |= _scan(fs, header, value)
-    if BODY in fs.sets and _needs_body(fs, mask):
+    if fs.body_checks and _needs_body(fs, mask):
         if time.monotonic() > deadline:
             raise _OutOfTime
         mask |= _scan(fs, BODY, _values(mail, {}, body=True)[BODY])
