@@ -152,7 +152,7 @@ def test_filters_run_in_name_order_and_stop_after_match_ends_the_list(
     (ticket,) = tickets()
     assert (ticket.queue.name, ticket.priority.name) == (queue, priority)
     log = fetch_log()
-    assert log.index("filter a-first matched") >= 0
+    assert "filter a-first matched" in log
     assert ("filter b-later matched" in log) is not stop
 
 
@@ -473,3 +473,14 @@ def test_body_conditions_match_the_mail_text_alone_or_negated(app_ctx):
     first, second = (db.session.get(Ticket, o.ticket_id) for o in (full, news))
     assert (first.priority.name, first.queue.name) == ("4 high", "Misc")
     assert (second.priority.name, second.queue.name) == ("3 normal", "Raw")
+
+
+def test_header_names_match_whatever_their_case(app_ctx):
+    add_filter("a-spam", ["X-Spam-Flag=^yes$"], {"X-OTOBO-Queue": "Junk"})
+    add_filter("b-spam", ["x-spam-flag=^yes$", "subject=offer"], {"X-OTOBO-Priority": "1 very low"})
+    outcome = process_message(
+        build_context(None), make_mail(subject="An OFFER", headers={"X-SPAM-FLAG": "YES"})
+    )
+    db.session.commit()
+    ticket = db.session.get(Ticket, outcome.ticket_id)
+    assert (ticket.queue.name, ticket.priority.name) == ("Junk", "1 very low")

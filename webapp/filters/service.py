@@ -51,18 +51,18 @@ class FilterInput:
     validity: str = "valid"
 
 
-def _clean_name(name: str, existing: PostmasterFilter | None) -> tuple[str, str | None]:
+def _name_error(name: str, existing: PostmasterFilter | None) -> str | None:
     name = (name or "").strip()
     if not name:
-        return name, "Enter the filter name."
+        return "Enter the filter name."
     if len(name) > 200 or any(ord(c) < 32 for c in name):
-        return name, "The name is too long or contains control characters."
+        return "The name is too long or contains control characters."
     other = select(PostmasterFilter.id).where(func.lower(PostmasterFilter.name) == name.lower())
     if existing is not None:
         other = other.where(PostmasterFilter.id != existing.id)
     if db.session.scalar(other) is not None:
-        return name, "A filter with this name already exists."
-    return name, None
+        return "A filter with this name already exists."
+    return None
 
 
 def _condition_errors(conditions: list[Condition]) -> list[str]:
@@ -144,8 +144,7 @@ def normalized(data: FilterInput) -> FilterInput:
 def validate_filter(data: FilterInput, existing: PostmasterFilter | None = None) -> None:
     """Raise ValidationError (field -> message) for bad filter input."""
     errors: dict[str, str] = {}
-    _name, name_error = _clean_name(data.name, existing)
-    if name_error:
+    if name_error := _name_error(data.name, existing):
         errors["name"] = name_error
     if condition_errors := _condition_errors(data.conditions):
         errors["conditions"] = " ".join(condition_errors)

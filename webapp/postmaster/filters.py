@@ -125,8 +125,8 @@ class CompiledFilter:
     stop_after_match: bool
     conditions: tuple[Condition, ...]
     actions: tuple[tuple[str, str], ...]  # (X-OTOBO-* header, value)
-    # Bits (one per condition of the whole FilterSet) that must be set / must be clear in
-    # a mail's match mask: a filter then costs two integer operations per mail.
+    # Bits (one per distinct header and pattern of the whole FilterSet) that must be set /
+    # must be clear in a mail's match mask: a filter costs two integer operations a mail.
     positive: int = 0
     negative: int = 0
 
@@ -136,9 +136,9 @@ class FilterSet:
     """The valid filters of one fetch run, compiled: immutable, shared by every message."""
 
     filters: tuple[CompiledFilter, ...] = ()
-    sets: Mapping[str, re2.Set] = field(default_factory=dict)  # header -> its patterns
+    sets: Mapping[str, re2.Set] = field(default_factory=dict)  # header key -> its patterns
     bits: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # header -> pattern bits
-    lowered: Mapping[str, str] = field(default_factory=dict)  # lowercased -> header (not Body)
+    lowered: Mapping[str, str] = field(default_factory=dict)  # the header keys but Body
     # (header bits that must be set, must be clear) of each filter with a Body condition
     body_checks: tuple[tuple[int, int], ...] = ()
     broken: tuple[str, ...] = ()  # log lines for stored filters that cannot run
@@ -174,7 +174,7 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
             continue
         positive = negative = 0
         for c in f.conditions:
-            header_slots = slots.setdefault(c.header, {})
+            header_slots = slots.setdefault(_key(c.header), {})
             if c.pattern not in header_slots:
                 header_slots[c.pattern] = 1 << count
                 count += 1
@@ -199,7 +199,7 @@ def compile_filters(filters: Iterable[CompiledFilter]) -> FilterSet:
         filters=tuple(kept),
         sets=sets,
         bits={h: tuple(header_slots.values()) for h, header_slots in slots.items()},
-        lowered={h.lower(): h for h in sets if h != BODY},
+        lowered={h: h for h in sets if h != BODY},
         body_checks=tuple(
             (f.positive & heads, f.negative & heads)
             for f in kept
@@ -227,10 +227,17 @@ def load_filters() -> FilterSet:
     )
 
 
+def _key(header: str) -> str:
+    """Header names match case-insensitively (X-Spam-Flag is x-spam-flag); Body is the text."""
+    low = header.strip().lower()
+    return BODY if low == BODY.lower() else low
+
+
 def header_values(mail: ParsedMail, wanted: Iterable[str]) -> dict[str, bytes]:
-    """The text each wanted header is matched on (occurrences joined by newlines, capped)."""
-    wanted = set(wanted)
-    return _values(mail, {h.lower(): h for h in wanted if h != BODY}, BODY in wanted)
+    """The text each wanted header is matched on (occurrences joined by newlines, capped),
+    by _key of the header."""
+    keys = {_key(h) for h in wanted}
+    return _values(mail, {k: k for k in keys if k != BODY}, BODY in keys)
 
 
 def _values(mail: ParsedMail, lower: Mapping[str, str], body: bool) -> dict[str, bytes]:
@@ -317,7 +324,7 @@ def _record(f: CompiledFilter, result: dict[str, str], log: list[str]) -> None:
 
 def condition_holds(condition: Condition, values: Mapping[str, bytes]) -> bool:
     """One condition alone (for the Test button and the fallback path)."""
-    value = values.get(condition.header)
+    value = values.get(_key(condition.header))
     found = value is not None and re2.compile(condition.pattern, _OPTIONS).search(value)
     return bool(found) != condition.negate
 
