@@ -85,11 +85,23 @@ def sign_in_at_idp(idp: LocalIdentityProvider, consent_url: str, as_user: str) -
 
 
 def run_consent(client, idp, start_response, as_user: str):
-    """From the form's redirect to the IdP, through sign-in, back to our callback."""
+    """From the form's redirect to the IdP, through sign-in, back to our callback (and on to
+    the page it redirects to, as a browser does)."""
     assert start_response.status_code == 302, start_response.get_data(as_text=True)
     consent_url = start_response.headers["Location"]
     assert consent_url.startswith(idp.base_url), consent_url
-    return client.get(sign_in_at_idp(idp, consent_url, as_user))
+    return follow_callback(client, sign_in_at_idp(idp, consent_url, as_user))
+
+
+def follow_callback(client, callback_path: str):
+    """GET the callback; it always answers 302 (the code must not stay in the address bar),
+    and when it sends the browser to the bare callback URL for the result, follow that."""
+    response = client.get(callback_path)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    if urlsplit(response.headers["Location"]).path == "/oauth2/callback":
+        assert not urlsplit(response.headers["Location"]).query
+        return client.get("/oauth2/callback")
+    return response
 
 
 def link_account(client, idp, profile_id: int, username: str, as_user: str | None = None, **extra):

@@ -126,7 +126,7 @@ def test_callback_in_another_session_is_refused(app, admin_client, idp, profile_
     start = admin_client.post("/mail-accounts/add", data=account_form(profile_id, user))
     callback = sign_in_at_idp(idp, start.headers["Location"], user)
     stranger = app.test_client()
-    response = stranger.get(callback)
+    response = stranger.get(callback, follow_redirects=True)
     assert "started in another browser session" in response.get_data(as_text=True)
     assert db.session.query(MailAccount).count() == 0
 
@@ -153,7 +153,8 @@ def test_denied_consent_returns_to_the_form_with_the_message(admin_client, idp, 
     state = query(start.headers["Location"])["state"]
     response = admin_client.get(
         f"/oauth2/callback?error=access_denied&state={state}"
-        "&error_description=AADSTS65004%3A+User+declined+to+consent+to+access+the+app."
+        "&error_description=AADSTS65004%3A+User+declined+to+consent+to+access+the+app.",
+        follow_redirects=True,
     )
     page = response.get_data(as_text=True)
     assert "access_denied" in page and "User declined to consent" in page

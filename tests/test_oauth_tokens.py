@@ -175,9 +175,10 @@ def test_cli_authorize_prints_a_one_time_link_that_works_from_another_browser(
 
     callback = sign_in_at_idp(idp, url, linked.username)
     other_browser = app.test_client()  # not signed in: bound to the CLI, not a session
-    page = other_browser.get(callback).get_data(as_text=True)
+    page = other_browser.get(callback, follow_redirects=True).get_data(as_text=True)
     assert "linked (signed in as" in page
-    assert "unknown, already used" in other_browser.get(callback).get_data(as_text=True)
+    replay = other_browser.get(callback, follow_redirects=True)
+    assert "unknown, already used" in replay.get_data(as_text=True)
     for line in result.output.splitlines():
         assert linked.oauth2_token.refresh_token not in line
 

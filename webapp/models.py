@@ -194,6 +194,15 @@ class OAuth2PendingAuthorization(Model):
     finish: Mapped[bool] = mapped_column(Boolean, default=False)  # "Save and finish" pressed
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+    # What the flow started with, so the callback never re-reads a profile changed meanwhile.
+    # NULL only in rows parked before these columns existed: the callback refuses those.
+    nonce: Mapped[str | None] = mapped_column(EncryptedText)
+    client_id: Mapped[str | None] = mapped_column(String(200))
+    redirect_uri: Mapped[str | None] = mapped_column(Text)
+    authorize_url: Mapped[str | None] = mapped_column(Text)
+    token_url: Mapped[str | None] = mapped_column(Text)
+    jwks_url: Mapped[str | None] = mapped_column(Text)  # None: no key set (Custom layouts)
+    issuer: Mapped[str | None] = mapped_column(Text)  # None: only the iss/tid shape is checked
 
 
 class TicketState(Model):

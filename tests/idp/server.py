@@ -150,6 +150,8 @@ class LocalIdentityProvider:
         self._access_token_ids: dict[str, str] = {}
         self._revoked_utis: set[str] = set()
         self._auto_approve_user: str | None = None
+        # Claims forced into every id_token (None removes the claim): a misbehaving provider.
+        self._id_token_overrides: dict[str, object] = {}
         self._fail_count = 0
         self._fail_status = 503
         # One lock for all state: requests are few and tests must see consistent state.
@@ -293,6 +295,12 @@ class LocalIdentityProvider:
                 self._upn_overrides[user.lower()] = upn
 
     # ----- switches -----
+
+    def override_id_token_claims(self, **claims: object) -> None:
+        """Force claims into every id_token from now on; a None value drops the claim
+        (e.g. iss="https://evil.example/...", nonce=None). No arguments: back to normal."""
+        with self._lock:
+            self._id_token_overrides = dict(claims)
 
     def auto_approve_as(self, username: str | None) -> None:
         """Make authorize GETs redirect at once as if username signed in (None: show the form)."""
@@ -944,6 +952,11 @@ class LocalIdentityProvider:
         }
         if nonce:
             claims["nonce"] = nonce
+        for name, value in self._id_token_overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
         return claims
 
     # ----- discovery and introspection -----

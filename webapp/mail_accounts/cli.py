@@ -31,6 +31,7 @@ from .service import (
     delete_mail_account,
     fetch_mail_accounts,
     get_mail_account,
+    host_warning,
     list_mail_accounts,
     update_mail_account,
     valid_account_ids,
@@ -144,6 +145,12 @@ def _oauth2_hint(account: MailAccount) -> None:
         )
 
 
+def _host_warning(account: MailAccount) -> None:
+    warning = host_warning(account)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+
+
 @mail_account_cli.command("add")
 @account_options
 def add_command(**opts: Any) -> None:
@@ -155,6 +162,7 @@ def add_command(**opts: Any) -> None:
         _fail_validation(e)
     click.echo(account.id)
     _oauth2_hint(account)
+    _host_warning(account)
 
 
 @mail_account_cli.command("update")
@@ -167,11 +175,20 @@ def update_command(account_id: int, **opts: Any) -> None:
         fail(f"There is no mail account with id {account_id}.")
     data = _apply_options(input_from_account(account), opts)
     try:
-        update_mail_account(account, data, CLI_ACTOR)
+        dropped = update_mail_account(account, data, CLI_ACTOR)
     except ValidationError as e:
         _fail_validation(e)
     click.echo(f"Mail account {account.id} updated.")
-    _oauth2_hint(account)
+    if dropped:
+        click.echo(
+            "The host, port or TLS verification changed, so the OAuth2 tokens (consented for "
+            "the old server) were dropped and the account needs authorization: run "
+            f"`flask --app wsgi mail-account authorize {account.id}`.",
+            err=True,
+        )
+    else:
+        _oauth2_hint(account)
+    _host_warning(account)
 
 
 @mail_account_cli.command("delete")

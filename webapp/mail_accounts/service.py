@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..account_types import ACCOUNT_TYPES
 from ..extensions import db
 from ..models import (
     Article,
@@ -21,6 +22,7 @@ from ..models import (
     FolderState,
     MailAccount,
     OAuth2PendingAuthorization,
+    OAuth2Profile,
     OversizedMessage,
     SeenMessage,
 )
@@ -32,6 +34,7 @@ from ..oauth.flow import (
     begin_consent,
     pending_actor,
 )
+from ..oauth.providers import microsoft_host_warning
 from ..oauth.tokens import OAuth2TokenError, store_tokens
 from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
@@ -67,18 +70,47 @@ def create_mail_account(
     return account
 
 
-def update_mail_account(account: MailAccount, data: MailAccountInput, actor: str | None) -> None:
-    """Validate and change a mail account; an empty password keeps the stored one."""
+def update_mail_account(
+    account: MailAccount,
+    data: MailAccountInput,
+    actor: str | None,
+    commit: bool = True,
+    consented: bool = False,
+) -> bool:
+    """Validate and change a mail account; an empty password keeps the stored one.
+
+    True when the change dropped the OAuth2 tokens: the host, port or TLS verification of an
+    OAuth2 account changed, and its tokens were consented for the old server only (as a
+    password account must type its password again). The account then needs authorization.
+    consented=True: the caller stores tokens just consented for the new values (no commit)."""
     values, errors = clean(data, account)
     if errors:
         db.session.rollback()
         raise ValidationError(errors)
+    moved = server_changed(account, values) and not consented
     for key, value in values.items():
         setattr(account, key, value)
     account.changed_by = actor
-    if account.account_type.oauth2 is False and account.oauth2_token is not None:
-        account.oauth2_token = None  # no longer an OAuth2 account: drop its tokens
-    db.session.commit()
+    dropped = False
+    if account.oauth2_token is not None and (not account.account_type.oauth2 or moved):
+        account.oauth2_token = None  # not for this server (or no longer OAuth2): drop
+        dropped = account.account_type.oauth2
+    if dropped:
+        account.needs_reauth = True
+    if commit:
+        db.session.commit()
+    return dropped
+
+
+def server_changed(account: MailAccount, values: dict[str, Any]) -> bool:
+    """The validated `values` send the login to another server than the account's."""
+    new_type = ACCOUNT_TYPES.get(str(values.get("type", account.type)), account.account_type)
+    port = values.get("port") or new_type.default_port
+    return (
+        str(values.get("host", account.host)).lower() != account.host.lower()
+        or port != account.effective_port
+        or bool(values.get("verify_tls", account.verify_tls)) != bool(account.verify_tls)
+    )
 
 
 def delete_mail_account(account: MailAccount) -> None:
@@ -171,16 +203,34 @@ def account_summary(account: MailAccount) -> dict[str, Any]:
 def needs_consent(data: MailAccountInput, account: MailAccount | None) -> bool:
     """A new account, a dead grant, or a changed identity needs the provider sign-in.
 
-    The identity is the type, username, profile and shared-mailbox flag; other fields of an
-    OAuth2 account are saved directly."""
+    The identity is the type, username, profile and shared-mailbox flag, and the server the
+    token goes to (host, port, TLS verification); other fields of an OAuth2 account are saved
+    directly."""
     if account is None or account.needs_reauth or account.oauth2_token is None:
         return True
+    values, _ = clean(data, account)
     return (
-        str(data.type).strip() != account.type
+        server_changed(account, values)
+        or str(data.type).strip() != account.type
         or str(data.username).strip() != account.username
         or str(data.oauth2_profile_id or "").strip() != str(account.oauth2_profile_id or "")
         or bool(data.shared_mailbox) != bool(account.shared_mailbox)
     )
+
+
+def host_warning(account: MailAccount | None, data: MailAccountInput | None = None) -> str | None:
+    """A warning when a Microsoft Azure profile's token would go to a non-Microsoft 365 host."""
+    if data is not None:
+        values, _ = clean(data, account)
+        host, profile_id = values.get("host"), values.get("oauth2_profile_id")
+    elif account is not None:
+        host, profile_id = account.host, account.oauth2_profile_id
+    else:
+        return None
+    profile = db.session.get(OAuth2Profile, profile_id) if profile_id else None
+    if profile is None or not host:
+        return None
+    return microsoft_host_warning(profile.provider, str(host))
 
 
 def save_oauth2_account(
@@ -228,8 +278,9 @@ def link_signed_in_account(pending: Pending, token: dict, signed_in: str) -> Mai
             found = db.session.get(MailAccount, pending.mail_account_id)
             if found is None:
                 raise LinkError("The mail account was deleted in the meantime.")
-            store_tokens(found, token, signed_in)  # committed by the update below
-            update_mail_account(found, data, actor)
+            update_mail_account(found, data, actor, commit=False, consented=True)
+            store_tokens(found, token, signed_in)  # consented for the server just saved
+            db.session.commit()
             return found
     except ValidationError as e:
         raise LinkError("; ".join(e.errors.values())) from None

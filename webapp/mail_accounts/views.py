@@ -18,12 +18,14 @@ from .service import (
     create_mail_account,
     delete_mail_account,
     get_mail_account,
+    host_warning,
     list_mail_accounts,
     recent_fetch_runs,
     request_fetch_now,
     save_oauth2_account,
     update_mail_account,
 )
+from .validators import MailAccountInput
 
 bp = Blueprint("mail_accounts", __name__, url_prefix="/mail-accounts")
 
@@ -68,6 +70,7 @@ def add() -> Response | str:
                 # A new OAuth2 account is saved by the callback, after the sign-in.
                 url = save_oauth2_account(data, None, True, browser_start, current_admin_name())
                 assert url is not None  # a new account always needs the sign-in
+                _flash_host_warning(None, data)
                 return redirect(url)
             account = create_mail_account(data, current_admin_name())
             flash(f"Mail account {account.username} on {account.host} added.", "success")
@@ -91,6 +94,7 @@ def edit(account_id: int) -> Response | str:
                 url = save_oauth2_account(
                     data, account, finish, browser_start, current_admin_name()
                 )
+                _flash_host_warning(account, data)
                 if url is not None:
                     return redirect(url)
             else:
@@ -103,6 +107,12 @@ def edit(account_id: int) -> Response | str:
             form.add_errors(e.errors)
     runs = recent_fetch_runs(account)
     return render_template("mail_accounts/form.html", form=form, account=account, runs=runs)
+
+
+def _flash_host_warning(account: MailAccount | None, data: MailAccountInput) -> None:
+    warning = host_warning(account, data)
+    if warning:
+        flash(f"Warning: {warning}", "warning")
 
 
 @bp.route("/<int:account_id>/delete", methods=["GET", "POST"])

@@ -10,6 +10,11 @@ callback works from any browser, because the admin opens the link on another mac
 trade-off: whoever holds that link within 10 minutes can finish it, so it must not be shared;
 the right-account check still refuses every identity but the mailbox's own (or, for a shared
 mailbox, a delegate's), and the state still works only once.
+
+The pending row also keeps what the flow started with: a nonce (checked in the id_token), the
+client id, redirect URI, authorize/token/JWKS URLs and the tenant's issuer. The callback sends
+the code only there, and refuses when the profile was changed meanwhile. It checks the
+browser binding before it consumes the state, so a wrong browser cannot burn a sign-in.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from ..account_types import ACCOUNT_TYPES
 from ..extensions import db
 from ..models import AdminUser, OAuth2PendingAuthorization, OAuth2Profile, utcnow
 from .errors import explain
-from .identity import IdentityError, signed_in_identity
-from .providers import endpoints_for, scopes_for
+from .identity import IdentityError, IdTokenExpectations, signed_in_identity, tenant_issuer
+from .providers import Endpoints, endpoint_error, endpoints_for, scopes_for
 from .tokens import TOKEN_REQUEST_TIMEOUT, oauth_client
 
 PENDING_LIFETIME = timedelta(minutes=10)
@@ -95,15 +100,22 @@ def begin_consent(
     account_type = ACCOUNT_TYPES.get(str(form_data.get("type", "")))
     if account_type is None or not account_type.oauth2:
         raise ConsentError("The account type is not an OAuth2 type.")
-    state = secrets.token_urlsafe(32)
-    verifier = secrets.token_urlsafe(64)
+    endpoints = endpoints_for(profile)
+    problem = endpoint_error(endpoints)
+    if problem:
+        raise ConsentError(problem)
+    try:
+        issuer = tenant_issuer(profile, endpoints)
+    except IdentityError as e:
+        raise ConsentError(str(e)) from None
+    state, verifier, nonce = (secrets.token_urlsafe(n) for n in (32, 64, 32))
     client = oauth_client(profile, start.callback_url, scopes_for(account_type.protocol))
-    extra = {"prompt": "select_account"}
+    extra = {"prompt": "select_account", "nonce": nonce}
     if not form_data.get("shared_mailbox"):
         # A shared mailbox cannot sign in itself: a delegate does, so no hint then.
         extra["login_hint"] = str(form_data.get("username", "")).strip()
     url, _ = client.create_authorization_url(
-        endpoints_for(profile).authorize_url, state=state, code_verifier=verifier, **extra
+        endpoints.authorize_url, state=state, code_verifier=verifier, **extra
     )
     _purge_expired_pending()
     db.session.add(
@@ -116,6 +128,13 @@ def begin_consent(
             form_data=json.dumps(form_data),
             finish=finish,
             expires_at=utcnow() + PENDING_LIFETIME,
+            nonce=nonce,
+            client_id=profile.client_id,
+            redirect_uri=start.callback_url,
+            authorize_url=endpoints.authorize_url,
+            token_url=endpoints.token_url,
+            jwks_url=endpoints.jwks_url,
+            issuer=issuer,
         )
     )
     db.session.commit()
@@ -145,41 +164,60 @@ def _purge_expired_pending() -> None:
 
 @dataclass(frozen=True)
 class Pending:
-    """A consumed pending authorization (the row itself is already deleted)."""
+    """A pending authorization as it was started (find it, check it, then consume it)."""
 
+    state: str
     admin_user_id: int
     session_binding: str
     code_verifier: str
     mail_account_id: int | None
     form_data: dict[str, Any]  # the mail account input, as given to begin_consent
     finish: bool
+    nonce: str | None
+    client_id: str | None
+    redirect_uri: str | None
+    endpoints: Endpoints | None  # None: parked before the start was kept (start again)
+    issuer: str | None
 
 
-def take_pending(state: str) -> Pending | None:
-    """The pending authorization for state, deleted so it works once; None if unknown/expired."""
+def find_pending(state: str) -> Pending | None:
+    """The pending authorization for state, NOT yet consumed; None if unknown or expired.
+
+    The caller checks the browser binding first and then calls `consume_pending`, so a
+    callback from a wrong browser does not burn the state of the right one."""
     if not state or len(state) > 200:
         return None
     row = db.session.get(OAuth2PendingAuthorization, state)
-    if row is None:
+    if row is None or row.expires_at < utcnow():
         return None
-    pending = Pending(
+    endpoints = None
+    if row.authorize_url and row.token_url:
+        endpoints = Endpoints(row.authorize_url, row.token_url, row.jwks_url)
+    return Pending(
+        row.state,
         row.admin_user_id,
         row.session_binding,
         row.code_verifier,
         row.mail_account_id,
         json.loads(row.form_data),
         row.finish,
+        row.nonce,
+        row.client_id,
+        row.redirect_uri,
+        endpoints,
+        row.issuer,
     )
-    expired = row.expires_at < utcnow()
+
+
+def consume_pending(pending: Pending) -> bool:
+    """Delete the pending row so the state works once; False when a replay won the race."""
     deleted = (
         db.session.query(OAuth2PendingAuthorization)
-        .filter(OAuth2PendingAuthorization.state == state)
+        .filter(OAuth2PendingAuthorization.state == pending.state)
         .delete(synchronize_session=False)
     )
     db.session.commit()
-    if deleted != 1 or expired:  # a concurrent replay lost the race, or too late
-        return None
-    return pending
+    return deleted == 1
 
 
 def bound_to_this_browser(pending: Pending) -> bool:
@@ -195,28 +233,48 @@ def bound_to_this_browser(pending: Pending) -> bool:
     )
 
 
-def sign_in(pending: Pending, code: str, callback_url: str) -> tuple[dict, str]:
+def sign_in(pending: Pending, code: str) -> tuple[dict, str]:
     """Exchange the code and check who signed in: the token and the signed-in name.
 
-    Raises LinkError unless it is the mailbox's own account (or, for a shared mailbox, any
-    account: a delegate's)."""
+    Everything is sent where the flow started (the pending row), and only if the profile
+    still says so. Raises LinkError unless it is the mailbox's own account (or, for a shared
+    mailbox, any account: a delegate's)."""
     data = pending.form_data
     profile = _valid_profile_or_link_error(data.get("oauth2_profile_id"))
-    endpoints = endpoints_for(profile)
-    token = _exchange_code(profile, endpoints.token_url, code, pending, callback_url)
+    _check_unchanged(profile, pending)
+    assert pending.endpoints and pending.redirect_uri and pending.client_id and pending.nonce
+    token = _exchange_code(profile, code, pending)
+    expected = IdTokenExpectations(
+        pending.client_id,
+        pending.issuer,
+        pending.endpoints.jwks_url,
+        pending.nonce,
+        profile.tenant_id,
+    )
     try:
-        signed_in = signed_in_identity(token, profile, endpoints)
+        signed_in = signed_in_identity(token, expected)
     except IdentityError as e:
         raise LinkError(str(e)) from None
-    expected = str(data.get("username", "")).strip()
-    if not data.get("shared_mailbox") and signed_in != expected.lower():
+    expected_name = str(data.get("username", "")).strip()
+    if not data.get("shared_mailbox") and signed_in != expected_name.lower():
         raise LinkError(
             f"You signed in at the provider as {signed_in}, but this mail account is "
-            f"{expected}. Sign in as {expected} (use a private window, so the browser does not "
-            "reuse the account that is already signed in), or mark the account as Shared "
-            f"mailbox if {signed_in} is a delegate with access to it."
+            f"{expected_name}. Sign in as {expected_name} (use a private window, so the "
+            "browser does not reuse the account that is already signed in), or mark the "
+            f"account as Shared mailbox if {signed_in} is a delegate with access to it."
         )
     return token, signed_in
+
+
+def _check_unchanged(profile: OAuth2Profile, pending: Pending) -> None:
+    """The profile still sends to where the flow started (its secret goes along)."""
+    if not (pending.endpoints and pending.redirect_uri and pending.client_id and pending.nonce):
+        raise LinkError("This sign-in was started by an older version. Start it again.")
+    if endpoints_for(profile) != pending.endpoints or profile.client_id != pending.client_id:
+        raise LinkError(
+            f"The OAuth2 profile {profile.name} was changed during the sign-in. Start the "
+            "sign-in again."
+        )
 
 
 def _valid_profile_or_link_error(profile_id: Any) -> OAuth2Profile:
@@ -226,15 +284,15 @@ def _valid_profile_or_link_error(profile_id: Any) -> OAuth2Profile:
         raise LinkError(str(e)) from None
 
 
-def _exchange_code(
-    profile: OAuth2Profile, token_url: str, code: str, pending: Pending, callback_url: str
-) -> dict:
+def _exchange_code(profile: OAuth2Profile, code: str, pending: Pending) -> dict:
     if not code:
         raise LinkError("The provider sent neither a code nor an error.")
+    assert pending.endpoints is not None
+    callback_url = pending.redirect_uri or ""
     client = oauth_client(profile, callback_url)
     try:
         return client.fetch_token(
-            token_url,
+            pending.endpoints.token_url,
             grant_type="authorization_code",
             code=code,
             code_verifier=pending.code_verifier,

@@ -61,9 +61,10 @@ class ProfileForm(FlaskForm):
         if profile is None:
             self.client_secret.flags.required = True
         else:
-            self.client_secret.description = "Leave empty to keep the stored secret. " + (
-                self.client_secret.description or ""
-            )
+            self.client_secret.description = (
+                "Leave empty to keep the stored secret (enter it again when the provider, "
+                "tenant or a URL changes). "
+            ) + (self.client_secret.description or "")
 
     @classmethod
     def for_profile(cls, profile: OAuth2Profile) -> ProfileForm:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ..models import OAuth2Profile
 from ..validation import is_domain, is_guid
@@ -46,6 +51,20 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+# Exchange Online's IMAP/POP3 hosts: a Microsoft 365 token sent anywhere else is a leak.
+MICROSOFT_365_HOSTS = frozenset({"outlook.office365.com", "outlook.office.com"})
+
+
+def microsoft_host_warning(provider: str, host: str) -> str | None:
+    """A warning when a Microsoft Azure profile's account points at a non-Microsoft 365 host."""
+    if provider != "MicrosoftAzure" or host.strip().lower() in MICROSOFT_365_HOSTS:
+        return None
+    return (
+        f"{host} is not a Microsoft 365 host (outlook.office365.com): the Microsoft 365 access "
+        "token is sent to this server. Check the host unless you meant it."
+    )
+
+
 @dataclass(frozen=True)
 class Endpoints:
     authorize_url: str
@@ -73,18 +92,65 @@ def tenant_error(tenant_id: str) -> str | None:
     return "The tenant ID must be a GUID (like 5f1c3a2e-...) or a domain (like contoso.com)."
 
 
+_URL_FORBIDDEN = re.compile(r"[\\\s\x00-\x1f\x7f]")
+URL_HTTPS_ONLY = (
+    "The URL must start with https:// (plain http:// only for a loopback address like "
+    "127.0.0.1 or [::1])."
+)
+
+
 def url_error(url: str) -> str | None:
-    """A message when a Custom provider URL is not https (http only on the loopback)."""
+    """A message when a Custom provider URL is not safe to send secrets to; None when fine.
+
+    The URL is read by both urlsplit and urllib3's parse_url (what requests uses to connect),
+    and they must agree on scheme, host and port: otherwise a check could pass for one host
+    while the token request goes to another. Backslashes, user-info, whitespace and control
+    characters are refused. Plain http is allowed only for a literal loopback IP address, not
+    the name "localhost" (a name can be resolved elsewhere)."""
+    url = url.strip()
+    if _URL_FORBIDDEN.search(url):
+        return "The URL must not contain backslashes, spaces or control characters."
+    checked = url.replace("{tenant}", "tenant")
     try:
-        parts = urlsplit(url.strip())
-    except ValueError:
+        parts = urlsplit(checked)
+        parsed = parse_url(checked)
+        split_port = parts.port
+    except (ValueError, LocationParseError):
         return "Enter a valid URL."
     if not parts.hostname:
         return "Enter a full URL like https://login.example.com/{tenant}/oauth2/v2.0/token."
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme == "https" or (parts.scheme == "http" and loopback):
+    if "@" in parts.netloc or parsed.auth:
+        return "The URL must not contain a user name or password (user@)."
+    if (parts.scheme, parts.hostname, split_port) != (
+        parsed.scheme,
+        (parsed.host or "").strip("[]").lower(),
+        parsed.port,
+    ):
+        return "Enter a valid URL."
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_ip(parts.hostname)):
         return None
-    return "The URL must start with https:// (http:// only for localhost)."
+    return URL_HTTPS_ONLY
+
+
+def is_loopback_ip(host: str) -> bool:
+    """A literal loopback address: 127.0.0.0/8 or ::1 (names do not count)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_error(endpoints: Endpoints) -> str | None:
+    """A message when a stored profile's URLs (as filled in) fail today's URL checks: a
+    profile saved before them must be fixed before a code or secret is sent anywhere."""
+    for label, url in (("authorize", endpoints.authorize_url), ("token", endpoints.token_url)):
+        problem = url_error(url)
+        if problem:
+            return (
+                f"The profile's {label} URL is refused ({problem}) Fix it on the OAuth2 "
+                "Profiles screen."
+            )
+    return None
 
 
 def _fill(template: str, tenant: str) -> str:

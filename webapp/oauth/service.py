@@ -52,6 +52,12 @@ def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dic
     values["authorize_url"] = values["token_url"] = None
     if provider is not None and provider.is_custom:
         _check_custom_urls(data, values, errors)
+    if (
+        profile is not None
+        and "client_secret" not in values
+        and _destination_changed(profile, values)
+    ):
+        errors.setdefault("client_secret", SECRET_AGAIN)
     values["validity"] = validity = _text(data.validity) or "valid"
     if validity not in VALIDITIES:
         errors["validity"] = "Choose one of: " + ", ".join(VALIDITIES) + "."
@@ -98,6 +104,19 @@ def _check_client(
         values["client_secret"] = secret
     elif profile is None or not profile.client_secret:
         errors["client_secret"] = "Enter the client secret's Value (not its Secret ID)."
+
+
+SECRET_AGAIN = "Enter the client secret again: where it is sent changed"
+# Where the client secret (and the refresh token) are sent: changing any of these without
+# typing the secret again would post the stored secret to the new place.
+DESTINATION_FIELDS = ("provider", "tenant_id", "authorize_url", "token_url")
+
+
+def _destination_changed(profile: OAuth2Profile, values: dict) -> bool:
+    return any(
+        (getattr(profile, name) or None) != (values.get(name) or None)
+        for name in DESTINATION_FIELDS
+    )
 
 
 def _check_custom_urls(data: ProfileInput, values: dict, errors: dict[str, str]) -> None:

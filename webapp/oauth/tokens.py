@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, OAuth2Token, utcnow
 from .errors import REAUTH_ERRORS, TRANSIENT_ERRORS, explain
-from .providers import endpoints_for, scopes_for
+from .providers import endpoint_error, endpoints_for, scopes_for
 
 logger = logging.getLogger(__name__)
 
@@ -144,11 +144,15 @@ def _request_refresh(account: MailAccount, row: OAuth2Token) -> dict:
     profile = account.oauth2_profile
     if profile is None:
         _give_up(account, row, "The mail account has no OAuth2 profile.", "error")
+    endpoints = endpoints_for(profile)
+    problem = endpoint_error(endpoints)
+    if problem:
+        _give_up(account, row, problem, "error")  # never post the secret to such a URL
     scope = scopes_for(account.account_type.protocol)
     client = oauth_client(profile, scope=scope)
     try:
         return client.refresh_token(
-            endpoints_for(profile).token_url,
+            endpoints.token_url,
             refresh_token=row.refresh_token,
             scope=scope,
             timeout=TOKEN_REQUEST_TIMEOUT,

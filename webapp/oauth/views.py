@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from ..auth import current_admin_name
@@ -22,9 +32,10 @@ from .flow import (
     Pending,
     bound_to_this_browser,
     browser_start,
+    consume_pending,
+    find_pending,
     redirect_uri,
     sign_in,
-    take_pending,
 )
 from .forms import ProfileForm
 from .service import (
@@ -136,21 +147,29 @@ def reauthorize(account_id: int) -> Response:
 
 @consent_bp.route("/callback")
 def callback() -> Response | str:
-    """The provider sends the browser back here with code and state (or an error)."""
-    pending = take_pending(request.args.get("state", ""))
+    """The provider sends the browser back here with code and state (or an error).
+
+    The answer is handled and then the browser is sent on (302) to this URL without a query,
+    which shows the result: no page is ever rendered at a URL holding the code, so the code
+    cannot leak through a Referer or the history."""
+    if not request.args:
+        return _show_result()
+    pending = find_pending(request.args.get("state", ""))
     if pending is None:
-        return _refuse(
-            "This sign-in answer is unknown, already used or older than 10 minutes. "
-            "Start again from the mail account."
-        )
+        return _refuse(UNKNOWN_ANSWER)
     if not bound_to_this_browser(pending):
+        # Not consumed: a wrong browser must not burn the sign-in of the right one.
         return _refuse(
             "This sign-in was started in another browser session. Start again from the mail "
             "account in this browser."
         )
+    if not consume_pending(pending):
+        return _refuse(UNKNOWN_ANSWER)
     if request.args.get("error"):
         message = explain(
-            request.args.get("error"), request.args.get("error_description"), redirect_uri()
+            request.args.get("error"),
+            request.args.get("error_description"),
+            pending.redirect_uri or redirect_uri(),
         )
         return _back_to_form(pending, message)
     try:
@@ -159,38 +178,73 @@ def callback() -> Response | str:
         return _back_to_form(pending, str(e))
 
 
-def _link(pending: Pending, code: str) -> Response | str:
-    token, signed_in = sign_in(pending, code, redirect_uri())
+UNKNOWN_ANSWER = (
+    "This sign-in answer is unknown, already used or older than 10 minutes. "
+    "Start again from the mail account."
+)
+RESULT_KEY = "oauth2_result"  # {title, message, error} for a browser without admin session
+RETRY_KEY = "oauth2_retry"  # {account_id, form_data, message}: the form to show again
+
+
+def _link(pending: Pending, code: str) -> Response:
+    token, signed_in = sign_in(pending, code)
     account = link_signed_in_account(pending, token, signed_in)
     message = (
         f"Mail account {account.username} on {account.host} linked (signed in as {signed_in})."
     )
     if g.get("admin") is None:
-        return _result_page("Mail account linked", message)
+        return _to_result_page("Mail account linked", message)
     flash(message, "success")
     if pending.finish:
         return redirect(url_for("mail_accounts.index"))
     return redirect(url_for("mail_accounts.edit", account_id=account.id))
 
 
-def _result_page(title: str, message: str, error: bool = False) -> str:
+def _to_result_page(title: str, message: str, error: bool = False) -> Response:
     """For a browser without an admin session (a link printed by the CLI)."""
-    return render_template("oauth/result.html", title=title, message=message, error=error)
+    session[RESULT_KEY] = {"title": title, "message": message, "error": error}
+    return redirect(url_for("oauth2.callback"))
 
 
-def _refuse(message: str) -> Response | str:
+def _refuse(message: str) -> Response:
     if g.get("admin") is None:
-        return _result_page("Sign-in refused", message, error=True)
+        return _to_result_page("Sign-in refused", message, error=True)
     flash(message, "error")
     return redirect(url_for("mail_accounts.index"))
 
 
-def _back_to_form(pending: Pending, message: str) -> Response | str:
+def _back_to_form(pending: Pending, message: str) -> Response:
     """Show the mail account form again with what was typed, and why it did not work."""
     if g.get("admin") is None:
-        return _result_page("Sign-in failed", message, error=True)
-    account = get_mail_account(pending.mail_account_id) if pending.mail_account_id else None
-    data = MailAccountInput.from_dict(pending.form_data)
-    form = MailAccountForm.for_input(data, account)
-    flash(message, "error")
-    return render_template("mail_accounts/form.html", form=form, account=account, runs=[])
+        return _to_result_page("Sign-in failed", message, error=True)
+    form_data = {k: v for k, v in pending.form_data.items() if k != "password"}
+    session[RETRY_KEY] = {
+        "account_id": pending.mail_account_id,
+        "form_data": form_data,
+        "message": message,
+    }
+    return redirect(url_for("oauth2.callback"))
+
+
+def _show_result() -> Response | str:
+    """The page after the callback's redirect: the form again, or the result."""
+    retry = session.pop(RETRY_KEY, None)
+    if isinstance(retry, dict) and g.get("admin") is not None:
+        account_id = retry.get("account_id")
+        account = get_mail_account(int(account_id)) if account_id else None
+        form = MailAccountForm.for_input(MailAccountInput.from_dict(retry["form_data"]), account)
+        flash(str(retry.get("message", "")), "error")
+        return render_template("mail_accounts/form.html", form=form, account=account, runs=[])
+    result = session.pop(RESULT_KEY, None)
+    if isinstance(result, dict):
+        return render_template(
+            "oauth/result.html",
+            title=str(result.get("title", "")),
+            message=str(result.get("message", "")),
+            error=bool(result.get("error")),
+        )
+    if g.get("admin") is not None:
+        return redirect(url_for("mail_accounts.index"))
+    return render_template(
+        "oauth/result.html", title="Sign-in refused", message=UNKNOWN_ANSWER, error=True
+    )
