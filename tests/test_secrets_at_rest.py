@@ -139,7 +139,11 @@ def test_the_instance_directory_and_the_sqlite_database_are_private(tmp_path, ap
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
 
 
-def test_a_key_file_others_can_read_is_warned_about_at_start(tmp_path, app_config, caplog):
+def test_a_key_file_others_can_read_is_warned_about_at_start(
+    tmp_path, app_config, caplog, monkeypatch
+):
+    # Alembic's logging setup (tests/test_migrations.py runs first) disables existing loggers.
+    monkeypatch.setattr(logging.getLogger("webapp"), "disabled", False)
     key = tmp_path / "encryption.key"
     key.write_text(app_config["ENCRYPTION_KEYS"] + "\n")
     key.chmod(0o644)
