@@ -19,8 +19,12 @@ class DefaultConfig:
     SQLALCHEMY_DATABASE_URI = None
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
 
-    # Secrets at rest: comma-separated Fernet keys, newest first. Empty: instance/encryption.key.
+    # Secrets at rest: comma-separated Fernet keys, newest first. Empty: the key file. Without
+    # a key the web app and the scheduler refuse to start (`flask setup` creates the key file).
     ENCRYPTION_KEYS = ""
+    # The key file (one key a line, newest first, mode 0600); empty: instance/encryption.key.
+    # Running processes reload it when it changes (`flask keys rotate`, `flask keys retire`).
+    ENCRYPTION_KEY_FILE = ""
 
     # Sign-in throttling: after this many failures, the user is locked for LOGIN_LOCK_SECONDS.
     LOGIN_MAX_FAILURES = 5

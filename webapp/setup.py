@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -21,9 +22,10 @@ from .seed import seed_database
 @click.option("--admin", "admin_name", default="admin", show_default=True)
 def setup_command(admin_name: str) -> None:
     """Apply migrations, create the encryption key, seed defaults and a first admin."""
-    if not current_app.config["ENCRYPTION_KEYS"]:
-        path = crypto.ensure_key_file(current_app.instance_path)
-        crypto.configure(crypto.load_keys("", current_app.instance_path))
+    if not crypto.fixed_keys(current_app.config["ENCRYPTION_KEYS"]):
+        path = Path(current_app.config["ENCRYPTION_KEY_FILE"])
+        crypto.ensure_key_file(path)
+        crypto.configure("", path)
         click.echo(f"Encryption key: {path} (back it up: without it stored secrets are lost)")
     upgrade()
     seed_database()
