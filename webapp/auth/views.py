@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
+from urllib.parse import unquote, urlsplit
+
 from flask import (
     Blueprint,
     current_app,
@@ -44,7 +47,7 @@ def login() -> Response | str:
             session.clear()
             session["admin_user_id"] = user.id
             session.permanent = True
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
 
@@ -55,12 +58,32 @@ def logout() -> Response:
     return redirect(url_for("auth.login"))
 
 
-def _safe_next(target: str | None) -> str:
-    """Only redirect to a path on this site after sign-in."""
-    # "//host" and "/\\host" are other sites to a browser.
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+def safe_next(target: str | None) -> str:
+    """The page to go to after sign-in: `next` if it is a path on this site, else the default."""
+    if target and _is_local_path(target):
         return target
     return url_for("mail_accounts.index")
+
+
+def _is_local_path(target: str) -> bool:
+    """A path starting with one "/", with no scheme, host, backslash, whitespace or control
+    character, also after percent-decoding: browsers drop tabs and newlines and read a
+    backslash as "/", so "/<tab>/evil.example" would be "//evil.example", another site."""
+    decoded = unquote(target)
+    for text in (target, decoded):
+        if "\\" in text or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in text):
+            return False
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return False
+    return (
+        not parts.scheme
+        and not parts.netloc
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not decoded.startswith("//")
+    )
 
 
 def load_signed_in_admin() -> Response | None:
