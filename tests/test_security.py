@@ -11,6 +11,7 @@ from webapp.extensions import db
 from webapp.mail_accounts.service import create_mail_account
 from webapp.mail_accounts.validators import MailAccountInput
 from webapp.models import MailAccount, Queue, SystemAddress
+from webapp.oauth.service import ProfileInput, create_profile
 
 # The only endpoints reachable without signing in. oauth2.callback is public on purpose: the
 # provider's redirect (and the CLI's one-time sign-in link) arrives without our session, so
@@ -121,6 +122,65 @@ def test_security_headers(client, admin_client):
         assert "frame-ancestors 'none'" in csp
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def _form_action(response) -> list[str]:
+    csp = response.headers["Content-Security-Policy"]
+    directive = next(d.strip() for d in csp.split(";") if d.strip().startswith("form-action "))
+    return directive.split()[1:]
+
+
+def test_forms_may_post_only_here_and_to_the_identity_providers(app, admin_client):
+    # No profile yet: this site and the Microsoft preset's sign-in origin, no other site.
+    assert _form_action(admin_client.get("/mail-accounts/")) == [
+        "'self'",
+        "https://login.microsoftonline.com",
+    ]
+    with app.app_context():
+        create_profile(
+            ProfileInput(
+                name="Custom IdP",
+                provider="Custom",
+                client_id="c",
+                client_secret="s",
+                tenant_id="contoso.com",
+                authorize_url="https://{tenant}.idp.example:8443/authorize",
+                token_url="https://{tenant}.idp.example:8443/token",
+            ),
+            "test",
+        )
+    for url in ("/mail-accounts/", "/login"):
+        assert _form_action(admin_client.get(url)) == [
+            "'self'",
+            "https://contoso.com.idp.example:8443",
+            "https://login.microsoftonline.com",
+        ]
+    # Not an HTML page: no forms, no database query.
+    assert _form_action(admin_client.get("/healthz")) == ["'self'"]
+
+
+@pytest.mark.browser
+def test_chromium_blocks_a_form_posting_to_another_site(browser, live_server):
+    from tests.browser import sign_in, wait_for
+
+    sign_in(browser, live_server)
+    browser.get(live_server.url + "/mail-accounts/")
+    # A form injected into our page (as an HTML injection would) that posts elsewhere.
+    browser.execute_script(
+        """
+        window.violations = [];
+        document.addEventListener("securitypolicyviolation",
+            (e) => window.violations.push(e.violatedDirective + " " + e.blockedURI));
+        const form = document.createElement("form");
+        form.method = "post";
+        form.action = "http://127.0.0.1:9/steal";
+        document.body.appendChild(form);
+        form.submit();
+        """
+    )
+    violations = wait_for(browser, lambda d: d.execute_script("return window.violations"))
+    assert violations[0].startswith("form-action http://127.0.0.1:9")
+    assert browser.current_url == live_server.url + "/mail-accounts/"
 
 
 def test_session_cookie_flags(client):

@@ -163,9 +163,71 @@ def check_config(app: Flask) -> None:
     """Refuse to start in production mode with unsafe settings."""
     if not app.config["PRODUCTION"]:
         return
-    if app.config["SECRET_KEY"] == DEV_SECRET_KEY:
-        raise RuntimeError("POSTMASTER_SECRET_KEY must be set in production mode")
+    problem = secret_key_problem(app.config["SECRET_KEY"]) or _cookie_and_url_problem(app)
+    if problem:
+        raise RuntimeError(problem)
     if not crypto.load_keys(app.config["ENCRYPTION_KEYS"], app.instance_path):
         raise RuntimeError(
             "No encryption key: set POSTMASTER_ENCRYPTION_KEYS or create instance/encryption.key"
         )
+
+
+# Secret keys from examples and habits: whoever knows the key can forge an admin's session.
+PLACEHOLDER_SECRET_KEYS = frozenset(
+    {
+        DEV_SECRET_KEY,
+        "change-me",
+        "changeme",
+        "change_me",
+        "change-this",
+        "changeit",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "secretkey",
+        "dev",
+        "development",
+        "test",
+        "test-secret",
+        "password",
+        "postmaster",
+        "default",
+        "xxx",
+        "todo",
+    }
+)
+MIN_SECRET_KEY_BYTES = 32
+MAKE_SECRET_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def secret_key_problem(secret_key: object) -> str | None:
+    """Why a production secret key is unsafe, with how to make a good one; None if fine."""
+    value = secret_key.decode() if isinstance(secret_key, bytes) else str(secret_key or "")
+    normalized = value.strip().lower()
+    if not normalized:
+        reason = "is not set"
+    elif normalized in PLACEHOLDER_SECRET_KEYS or "change-me" in normalized:
+        reason = "is a placeholder from an example"
+    elif len(value.encode()) < MIN_SECRET_KEY_BYTES:
+        reason = f"is shorter than {MIN_SECRET_KEY_BYTES} bytes"
+    else:
+        return None
+    return (
+        f"POSTMASTER_SECRET_KEY {reason}: anyone who can guess it can sign in as an admin. "
+        f"Set it to a random value made with {MAKE_SECRET_KEY} "
+        "(in /etc/postmaster/postmaster.env), then start again."
+    )
+
+
+def _cookie_and_url_problem(app: Flask) -> str | None:
+    if app.config["SESSION_COOKIE_SECURE"] is not True:
+        return (
+            "POSTMASTER_SESSION_COOKIE_SECURE must be true in production mode, so the session "
+            "cookie is only sent over https. Set POSTMASTER_SESSION_COOKIE_SECURE=true."
+        )
+    if not str(app.config["PUBLIC_URL"] or "").startswith("https://"):
+        return (
+            "POSTMASTER_PUBLIC_URL must be set in production mode to the https:// address the "
+            "admins use, e.g. POSTMASTER_PUBLIC_URL=https://helpdesk.example.com/postmaster."
+        )
+    return None

@@ -7,7 +7,8 @@ DEV_SECRET_KEY = "dev-only-secret-key-change-me"
 class DefaultConfig:
     # Flask
     SECRET_KEY = DEV_SECRET_KEY
-    # Production mode refuses the development secret key and a missing encryption key.
+    # Production mode refuses a short or placeholder secret key, a missing encryption key,
+    # cookies without Secure and a missing PUBLIC_URL (see check_config in __init__.py).
     PRODUCTION = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -26,9 +27,17 @@ class DefaultConfig:
     # Running processes reload it when it changes (`flask keys rotate`, `flask keys retire`).
     ENCRYPTION_KEY_FILE = ""
 
-    # Sign-in throttling: after this many failures, the user is locked for LOGIN_LOCK_SECONDS.
-    LOGIN_MAX_FAILURES = 5
-    LOGIN_LOCK_SECONDS = 300
+    # A session ends this many hours after sign-in, however active (besides sign-out, a new
+    # password, and PERMANENT_SESSION_LIFETIME seconds without a request).
+    SESSION_MAX_AGE_HOURS = 12
+
+    # Sign-in throttling per client address (never a lock of the account: anyone could lock
+    # the admin out): LOGIN_FREE_FAILURES attempts freely, then each further attempt from that
+    # address waits LOGIN_FIRST_DELAY_SECONDS, doubling per failure, at most
+    # LOGIN_MAX_DELAY_SECONDS. A successful sign-in clears the address's count.
+    LOGIN_FREE_FAILURES = 5
+    LOGIN_FIRST_DELAY_SECONDS = 2
+    LOGIN_MAX_DELAY_SECONDS = 900
 
     # Mail fetching
     MAIL_CA_FILE = None  # extra CA bundle (PEM) trusted for IMAP/POP3 TLS besides the system store

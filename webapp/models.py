@@ -57,10 +57,22 @@ class AdminUser(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(200), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    # Stored in the session at sign-in and checked on every request: bumping it (sign-out,
+    # new password) ends every session of this admin, copied cookies included.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SignInAttempt(Model):
+    """Sign-in attempts per client address (throttling): counted before the password check,
+    deleted by a successful sign-in."""
+
+    __tablename__ = "sign_in_attempt"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Setting(Model):

@@ -1,5 +1,5 @@
-"""Admins and sign-in: the service (create an admin, check a password), the sign-in screen
-with the guard in front of every other page (views), and `flask admin create` (cli).
+"""Admins and sign-in: the service (create an admin, set and check a password), the sign-in screen
+with the guard in front of every other page (views), and `flask admin create|set-password`.
 
 Every screen records who changed a row: `current_admin_name` is exported here for them.
 """
