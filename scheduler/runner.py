@@ -155,11 +155,14 @@ class SchedulerProcess:
                 self.claim_again = False
                 with self.lock:
                     free = self.workers - len(self.running)
+                    mine = list(self.running)
                 if free <= 0:
                     return
                 try:
                     with self.app.app_context():
-                        leases = claim_due_accounts(self.owner, self.lease_seconds, free)
+                        # Never an account this process still runs: its lease may have run
+                        # out under load, but a second fetch of it here would overlap the first.
+                        leases = claim_due_accounts(self.owner, self.lease_seconds, free, mine)
                 except Exception:
                     log.exception("claiming due accounts failed (database down?); retrying")
                     return
@@ -185,7 +188,9 @@ class SchedulerProcess:
             log.exception("worker for mail account %s failed", lease.account_id)
         finally:
             with self.idle:
-                self.running.pop(lease.account_id, None)
+                running = self.running.get(lease.account_id)
+                if running is not None and running.lease == lease:
+                    del self.running[lease.account_id]
                 self.idle.notify_all()
             self._wake_claim()
 

@@ -69,7 +69,7 @@ def test_start_is_fast_and_stop_ends_every_process() -> None:
     server = Dovecot()
     started = time.monotonic()
     server.start()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # ready when its ports answer, not after a fixed wait
     assert server._process is not None
     pgid = os.getpgid(server._process.pid)
     server.stop()

@@ -247,8 +247,10 @@ def test_wrong_password_gives_login_error_with_server_text(
         open_mailbox(settings)
     assert "the server said: " in str(error.value)
     assert "[AUTH" in str(error.value) and "Authentication failed." in str(error.value)
-    assert "b'" not in str(error.value)
     assert mail_user.username in str(error.value)
+    # No bytes repr (b'...'): checked without the random username, which may end in "b".
+    without_user = str(error.value).replace(mail_user.username, "<user>")
+    assert "b'" not in without_user and 'b"' not in without_user
     assert "not-the-password" not in str(error.value)
 
 
@@ -274,7 +276,8 @@ def test_closed_port_gives_connect_error_quickly(mail_user: MailUser) -> None:
     started = time.monotonic()
     with pytest.raises(MailConnectError, match="connection refused"):
         open_mailbox(settings)
-    assert time.monotonic() - started < 2
+    # Refused at once, not retried until the read timeout; generous, so load cannot break it.
+    assert time.monotonic() - started < settings.timeout / 2
 
 
 def test_access_token_over_plain_connection_is_refused() -> None:

@@ -14,7 +14,7 @@ from ..models import FetchRun, MailAccount
 from ..oauth.tokens import access_token_for
 from ..states import FetchStatus
 from .batches import FetchStopped, fetch_folder
-from .lease import Lease, LeaseLost, claim_account, lease_holder
+from .lease import Lease, LeaseLost, claim_account, lease_holder, renew_lease
 from .ledger import mark_finished
 from .mailbox import MailboxSettings, MailError, open_mailbox
 from .runs import FetchOptions, FetchResult, RunState, fail_run, finish_run, internal_error_text
@@ -40,9 +40,17 @@ def fetch_account(account_id: int, options: FetchOptions | None = None) -> Fetch
         )
     lease = claim_account(account_id, options.owner, lease_seconds)
     if lease is None:
-        holder = lease_holder(account_id) or "another fetcher"
-        return FetchResult(account_id, FetchStatus.BUSY, f"already being fetched by {holder}")
+        return FetchResult(account_id, FetchStatus.BUSY, busy_message(account_id))
     return fetch_with_lease(lease, options)
+
+
+def busy_message(account_id: int) -> str:
+    """Who holds the account's lease and until when (it may have just been released)."""
+    holder = lease_holder(account_id)
+    if holder is None:
+        return "already being fetched by another fetcher, which has just finished: try again"
+    until = holder.expires_at.strftime("%H:%M:%S")
+    return f"already being fetched by {holder.owner} (lease until {until} UTC)"
 
 
 def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
@@ -59,6 +67,13 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
         lease_generation=lease.generation,
     )
     db.session.add(run)
+    try:
+        # The run starts in a transaction that proves the lease is still ours: a claim that
+        # took it over earlier sees this run (and closes it) or this run is never written.
+        renew_lease(lease, current_app.config["LEASE_SECONDS"])
+    except LeaseLost as e:
+        db.session.rollback()
+        return FetchResult(lease.account_id, FetchStatus.ERROR, f"{e} before the fetch started")
     db.session.commit()
     result.run_id = run.id
     state = RunState(account, account.id, lease, run, result, options)

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import FetchRun, MailAccount, OversizedMessage, utcnow
 from ..settings.store import get_int_setting
 from ..states import FetchStatus, FetchTrigger, OutcomeKind
-from .lease import Lease, release_lease
+from .lease import Lease, release_in_transaction
 from .ledger import dedupe_key
 from .mailbox import Mailbox, RemoteMessage
 
@@ -159,7 +159,12 @@ def save_counts(run: FetchRun, result: FetchResult) -> None:
 
 
 def finish_run(state: RunState) -> None:
-    """Write the fetch log, the account's last status and next run; release the lease."""
+    """Write the fetch log, the account's last status and next run, and release the lease:
+    one transaction, so the run's end is recorded exactly when the lease is given back.
+
+    A run whose lease was taken over was already ended by the claim that took it: only its
+    counts and log lines are added, its end stays, and the account is left to the new holder.
+    """
     db.session.rollback()
     run = db.session.get(FetchRun, state.run.id)
     account = db.session.get(MailAccount, state.account_id)
@@ -168,6 +173,14 @@ def finish_run(state: RunState) -> None:
     result = state.result
     save_counts(run, result)
     now = utcnow()
+    if not release_in_transaction(state.lease, next_run_at(account, now)):
+        run.log = "\n".join([*result.log, *([run.log] if run.log else [])])
+        if run.finished_at is None:  # released (a stuck fetch at shutdown), never claimed
+            run.finished_at = now
+            run.status = result.status
+            run.error = result.message or None
+        db.session.commit()
+        return
     run.finished_at = now
     run.status = result.status
     run.error = result.message or None
@@ -177,7 +190,6 @@ def finish_run(state: RunState) -> None:
     account.last_message = result.summary()
     account.fetch_requested_at = None
     db.session.commit()
-    release_lease(state.lease, next_run_at(account, now))
 
 
 def fetch_interval(account: MailAccount) -> timedelta:
