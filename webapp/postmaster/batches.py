@@ -10,6 +10,7 @@ fetched again) or committed keys (the messages are recognised and only finished)
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -27,12 +28,18 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
-from .pipeline import Parsed, parse_or_error, process_batch
+from .pipeline import Parsed, ParseOptions, parse_options, parse_or_error, process_batch
 from .runs import RunState, count_outcome, report_oversized, save_counts
 
 _INSERT_SEEN = insert(table_of(SeenMessage))  # Core executemany: one statement per batch
 
-Downloaded = list[tuple[RemoteMessage, bytes, Parsed]]  # what one batch's download yields
+
+class Downloaded(list[tuple[RemoteMessage, bytes, Parsed]]):
+    """What one batch's download yields: each message, its bytes and its parse."""
+
+    deferred = 0  # messages of the batch left for the next run (the parse budget ran out)
+
+
 DedupeKeys = dict[str, str]  # RemoteMessage.key -> its dedupe key (SeenMessage.key)
 
 
@@ -49,6 +56,10 @@ class FolderFetch:
     ctx: PipelineContext
     keys: DedupeKeys
     folder_state: FolderState | None  # IMAP only: the highest UID taken so far
+    parse: ParseOptions
+    # Seconds of parsing per batch: a batch of mail that each take the whole time limit
+    # must not outlive the lease (renewed at each commit), or the account would be stuck.
+    parse_budget: float
 
 
 def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
@@ -82,7 +93,9 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     ctx = build_context(account)
     for warning in ctx.warnings:  # e.g. the default queue is gone: said once per run
         state.log(f"warning: {warning}")
-    _run_batches(FolderFetch(state, mailbox, ctx, keys, folder), list(batches(todo)))
+    budget = current_app.config["LEASE_SECONDS"] / 4
+    job = FolderFetch(state, mailbox, ctx, keys, folder, parse_options(), budget)
+    _run_batches(job, list(batches(todo)))
 
 
 def _run_batches(job: FolderFetch, batches: list[list[RemoteMessage]]) -> None:
@@ -103,12 +116,20 @@ def _run_batches(job: FolderFetch, batches: list[list[RemoteMessage]]) -> None:
                 finish_unfinished(state, mailbox, job.keys)
                 raise FetchStopped()
             fault_point("before_fetch")
-            downloaded = pending.result() if pending is not None else download(mailbox, batch)
+            downloaded = pending.result() if pending is not None else download(job, batch)
             pending = None
             following = batches[i + 1] if i + 1 < len(batches) else None
+            if downloaded.deferred:
+                following = None  # keep UID order: the rest of the folder comes next run
             if following is not None and batch_size(batch) + batch_size(following) <= max_bytes:
-                pending = pool.submit(download, mailbox, following)
+                pending = pool.submit(download, job, following)
             fetch_batch(job, downloaded, pending)
+            if downloaded.deferred:
+                state.log(
+                    f"parsing took longer than {job.parse_budget:g} s for this batch; "
+                    f"{downloaded.deferred} messages are left for the next run"
+                )
+                break
     finish_unfinished(state, mailbox, job.keys)
 
 
@@ -139,11 +160,19 @@ def batch_size(batch: Sequence[RemoteMessage]) -> int:
     return sum(m.size for m in batch)
 
 
-def download(mailbox: Mailbox, batch: Sequence[RemoteMessage]) -> Downloaded:
+def download(job: FolderFetch, batch: Sequence[RemoteMessage]) -> Downloaded:
     """The helper thread's work: download one batch and parse it (no database, no app
-    context). Parsing here overlaps the main thread's database writes, during which SQLite
-    and the PostgreSQL driver release the GIL."""
-    return [(message, raw, parse_or_error(raw)) for message, raw in mailbox.fetch(batch)]
+    context). Parsing (in a worker process, killed at the time limit) overlaps the main
+    thread's database writes. Once the batch's parse budget is spent, the rest of the batch
+    is downloaded (the connection must read the whole answer) but left for the next run."""
+    downloaded = Downloaded()
+    started = time.monotonic()
+    for message, raw in job.mailbox.fetch(batch):
+        if downloaded.deferred or time.monotonic() - started > job.parse_budget:
+            downloaded.deferred += 1
+            continue
+        downloaded.append((message, raw, parse_or_error(raw, job.parse)))
+    return downloaded
 
 
 def fetch_batch(

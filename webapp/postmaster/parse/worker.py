@@ -1,0 +1,168 @@
+"""parse_with_limit: parse_mail in a worker process that is killed at the time limit.
+
+The parser's own time checks run only between MIME parts; a hostile header, a C-level regex
+or a stdlib routine can run past them. So the fetcher and the failed-mail reprocessing parse
+in a child process: the parent sends the raw bytes over a pipe and waits for the answer
+with a deadline. At the deadline the child is killed (SIGKILL) and ParseTimeout is raised,
+which the pipeline keeps as failed mail like any other parse error; the next message gets a
+fresh child. No code path of the parser can outlive the limit.
+
+Children are started from a forkserver (never a fork of the threaded scheduler or gunicorn
+process) that has this module, and so the parser, imported already: a new child is ready in
+milliseconds. Idle children are kept for reuse by the next fetch. A child never outlives its
+parent: it exits when its pipe reaches EOF (the parent closed it or died), and while parsing
+it carries an alarm a little past the limit whose default action ends it, in case the parent
+died in the meantime. multiprocessing terminates the (daemonic) children at a normal exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .model import DEFAULT_LIMITS, MailParseError, ParsedMail, ParseLimits, timeout_message
+from .parser import parse_mail
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload([__name__])
+_READY_TIMEOUT = 120.0  # a new child's start-up on a very busy machine; not the parse limit
+_ALARM_GRACE = 5.0  # the child's own backstop, past the parent's deadline
+_MAX_IDLE = 8  # children kept for reuse (one per concurrent fetch)
+# Tests only (the pipeline passes it when the app runs with TESTING_FAULTS): a message with
+# this header line makes the child hang, so a test can prove the hard limit on any machine.
+STALL_MARKER = b"\nX-Postmaster-Fault: stall-parser"
+
+
+class ParseTimeout(MailParseError):
+    """The parse took longer than the limit; its worker process was killed."""
+
+
+class ParserDied(MailParseError):
+    """The worker process ended while parsing (killed, out of memory, crashed)."""
+
+
+def _serve(conn: Connection) -> None:
+    """The child: parse what arrives until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    conn.send(("ready", None))
+    while True:
+        try:
+            raw, limits, stall = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe or died
+        signal.setitimer(signal.ITIMER_REAL, limits.max_seconds + _ALARM_GRACE)
+        answer: tuple[str, Any]
+        try:
+            if stall and STALL_MARKER in raw.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n"):
+                signal.pause()  # until the parent's kill or our own alarm
+            answer = ("ok", parse_mail(raw, limits))
+        except Exception as exc:
+            answer = ("error", exc)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            conn.send(answer)
+        except OSError:
+            return  # the parent is gone
+        except Exception:  # the exception does not pickle (nothing was sent): send its text
+            error = answer[1]
+            conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+
+
+class _Worker:
+    """One child process and the parent's end of its pipe."""
+
+    def __init__(self) -> None:
+        self.conn, child_conn = _CONTEXT.Pipe(duplex=True)
+        self.process = _CONTEXT.Process(
+            target=_serve, args=(child_conn,), name="postmaster-parse", daemon=True
+        )
+        self.process.start()
+        child_conn.close()  # the child's end lives in the child only: EOF when it dies
+        if not self.conn.poll(_READY_TIMEOUT):
+            self.kill()
+            raise ParserDied("the parser process did not start; try again later")
+        try:
+            self.conn.recv()
+        except (EOFError, OSError):
+            self.kill()
+            raise ParserDied("the parser process did not start; try again later") from None
+
+    def parse(self, raw: bytes, limits: ParseLimits, stall: bool) -> ParsedMail:
+        """Parse in the child; raises ParseTimeout/ParserDied after killing it."""
+        try:
+            self.conn.send((raw, limits, stall))
+            if not self.conn.poll(limits.max_seconds):
+                self.kill()
+                raise ParseTimeout(timeout_message(limits.max_seconds))
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.kill()
+            raise ParserDied("the parser process ended while parsing this mail") from None
+        if status == "ok":
+            assert isinstance(value, ParsedMail)
+            return value
+        raise value
+
+    def kill(self) -> None:
+        """SIGKILL the child and reap it."""
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    @property
+    def usable(self) -> bool:
+        return not self.conn.closed and self.process.is_alive()
+
+
+_idle: list[_Worker] = []
+_lock = threading.Lock()
+
+
+def _take() -> _Worker:
+    with _lock:
+        while _idle:
+            worker = _idle.pop()
+            if worker.usable:
+                return worker
+            worker.kill()
+    return _Worker()
+
+
+def _give_back(worker: _Worker) -> None:
+    if not worker.usable:
+        return
+    with _lock:
+        if len(_idle) < _MAX_IDLE:
+            _idle.append(worker)
+            return
+    worker.kill()
+
+
+def parse_with_limit(
+    raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, stall_for_tests: bool = False
+) -> ParsedMail:
+    """parse_mail(raw, limits) in a worker process killed after limits.max_seconds.
+
+    Raises what parse_mail raises, ParseTimeout at the limit, ParserDied if the child died.
+    Safe to call from several threads at once (each call has its own child).
+    """
+    worker = _take()
+    try:
+        return worker.parse(bytes(raw), limits, stall_for_tests)
+    finally:
+        _give_back(worker)
+
+
+@atexit.register
+def stop_workers() -> None:
+    """End the idle children (they would also end at EOF when this process exits)."""
+    with _lock:
+        workers, _idle[:] = list(_idle), []
+    for worker in workers:
+        worker.kill()
