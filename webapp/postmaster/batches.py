@@ -28,7 +28,7 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
-from .pipeline import Parsed, ParseOptions, parse_options, parse_or_error, process_batch
+from .pipeline import Parsed, ParseOptions, parse_many_or_error, parse_options, process_batch
 from .runs import RunState, count_outcome, report_oversized, save_counts
 
 _INSERT_SEEN = insert(table_of(SeenMessage))  # Core executemany: one statement per batch
@@ -164,14 +164,17 @@ def download(job: FolderFetch, batch: Sequence[RemoteMessage]) -> Downloaded:
     """The helper thread's work: download one batch and parse it (no database, no app
     context). Parsing (in a worker process, killed at the time limit) overlaps the main
     thread's database writes. Once the batch's parse budget is spent, the rest of the batch
-    is downloaded (the connection must read the whole answer) but left for the next run."""
+    is left for the next run."""
+    fetched = list(job.mailbox.fetch(batch))
     downloaded = Downloaded()
     started = time.monotonic()
-    for message, raw in job.mailbox.fetch(batch):
-        if downloaded.deferred or time.monotonic() - started > job.parse_budget:
-            downloaded.deferred += 1
-            continue
-        downloaded.append((message, raw, parse_or_error(raw, job.parse)))
+    results = parse_many_or_error([raw for _message, raw in fetched], job.parse)
+    for (message, raw), parsed in zip(fetched, results, strict=False):
+        downloaded.append((message, raw, parsed))
+        if time.monotonic() - started > job.parse_budget:
+            break
+    results.close()  # kills the worker if it was still parsing the rest
+    downloaded.deferred = len(fetched) - len(downloaded)
     return downloaded
 
 

@@ -9,7 +9,7 @@ SAVEPOINT, so one broken message never poisons the rest of the batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -30,7 +30,7 @@ from .followup import (
     plan_follow_up,
     tickets_of_message_ids,
 )
-from .parse import MailParseError, ParsedMail, ParseLimits, parse_with_limit
+from .parse import MailParseError, ParsedMail, ParseLimits, parse_many_with_limit
 from .tickets import (
     NewArticle,
     TicketParams,
@@ -150,14 +150,22 @@ def parse_options() -> ParseOptions:
     )
 
 
-def parse_or_error(raw: bytes, options: ParseOptions) -> Parsed:
-    """parse_mail in a worker process killed at the time limit, with its failure as the
-    value: the fetch loop parses in its download thread, and the message then becomes a
-    FailedMail here. Every parse of fetched or reprocessed mail goes through here."""
+def parse_many_or_error(
+    raws: Sequence[bytes], options: ParseOptions
+) -> Generator[Parsed, None, None]:
+    """parse_mail of each message, in a worker process killed at the time limit, with its
+    failure as the value: the fetch loop parses in its download thread, and a failed message
+    then becomes a FailedMail here. Every parse of fetched or reprocessed mail goes through
+    here. Stop iterating early and the worker is killed."""
     try:
-        return parse_with_limit(raw, options.limits, options.stall_for_tests)
-    except Exception as exc:  # a parser bug must not lose the mail either
-        return exc
+        yield from parse_many_with_limit(raws, options.limits, options.stall_for_tests)
+    except Exception as exc:  # a bug here must not lose the mail: the rest fail with it
+        yield exc
+
+
+def parse_or_error(raw: bytes, options: ParseOptions) -> Parsed:
+    """parse_many_or_error of one message."""
+    return next(parse_many_or_error([raw], options))
 
 
 def process_batch(

@@ -24,7 +24,7 @@ from .headers import decode_header_value
 from .html_body import html_to_text, sanitize_html
 from .model import DEFAULT_LIMITS, MailParseError, ParsedAttachment, ParsedMail, ParseLimits
 from .parser import parse_mail
-from .worker import ParserDied, ParseTimeout, parse_with_limit
+from .worker import ParserDied, ParseTimeout, parse_many_with_limit, parse_with_limit
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -37,6 +37,7 @@ __all__ = [
     "decode_header_value",
     "html_to_text",
     "parse_mail",
+    "parse_many_with_limit",
     "parse_with_limit",
     "safe_filename",
     "sanitize_html",

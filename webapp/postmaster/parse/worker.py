@@ -21,6 +21,7 @@ import atexit
 import multiprocessing
 import signal
 import threading
+from collections.abc import Generator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -46,31 +47,39 @@ class ParserDied(MailParseError):
 
 
 def _serve(conn: Connection) -> None:
-    """The child: parse what arrives until the pipe closes."""
+    """The child: parse the batches that arrive, one answer per message, until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     conn.send(("ready", None))
     while True:
         try:
-            raw, limits, stall = conn.recv()
+            raws, limits, stall = conn.recv()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
-        signal.setitimer(signal.ITIMER_REAL, limits.max_seconds + _ALARM_GRACE)
-        answer: tuple[str, Any]
-        try:
-            if stall and STALL_MARKER in raw.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n"):
-                signal.pause()  # until the parent's kill or our own alarm
-            answer = ("ok", parse_mail(raw, limits))
-        except Exception as exc:
-            answer = ("error", exc)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        try:
-            conn.send(answer)
-        except OSError:
-            return  # the parent is gone
-        except Exception:  # the exception does not pickle (nothing was sent): send its text
-            error = answer[1]
-            conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+        for raw in raws:
+            if not _answer(conn, raw, limits, stall):
+                return
+
+
+def _answer(conn: Connection, raw: bytes, limits: ParseLimits, stall: bool) -> bool:
+    """Parse one message and send the result; False when the parent is gone."""
+    signal.setitimer(signal.ITIMER_REAL, limits.max_seconds + _ALARM_GRACE)
+    answer: tuple[str, Any]
+    try:
+        if stall and STALL_MARKER in raw.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n"):
+            signal.pause()  # until the parent's kill or our own alarm
+        answer = ("ok", parse_mail(raw, limits))
+    except Exception as exc:
+        answer = ("error", exc)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        conn.send(answer)
+    except OSError:
+        return False  # the parent is gone
+    except Exception:  # the exception does not pickle (nothing was sent): send its text
+        error = answer[1]
+        conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+    return True
 
 
 class _Worker:
@@ -92,10 +101,19 @@ class _Worker:
             self.kill()
             raise ParserDied("the parser process did not start; try again later") from None
 
-    def parse(self, raw: bytes, limits: ParseLimits, stall: bool) -> ParsedMail:
-        """Parse in the child; raises ParseTimeout/ParserDied after killing it."""
+    def send(self, raws: list[bytes], limits: ParseLimits, stall: bool) -> None:
+        """Hand the child a batch; it answers each message in order."""
         try:
-            self.conn.send((raw, limits, stall))
+            self.conn.send((raws, limits, stall))
+        except OSError:
+            self.kill()
+            raise ParserDied("the parser process ended while parsing this mail") from None
+
+    def result(self, limits: ParseLimits) -> ParsedMail | Exception:
+        """The next message's parse (or its error); ParseTimeout/ParserDied kill the child.
+
+        The time counts from the previous answer, when the child started on this message."""
+        try:
             if not self.conn.poll(limits.max_seconds):
                 self.kill()
                 raise ParseTimeout(timeout_message(limits.max_seconds))
@@ -106,7 +124,8 @@ class _Worker:
         if status == "ok":
             assert isinstance(value, ParsedMail)
             return value
-        raise value
+        assert isinstance(value, Exception)
+        return value
 
     def kill(self) -> None:
         """SIGKILL the child and reap it."""
@@ -144,19 +163,48 @@ def _give_back(worker: _Worker) -> None:
     worker.kill()
 
 
+def parse_many_with_limit(
+    raws: Sequence[bytes], limits: ParseLimits = DEFAULT_LIMITS, stall_for_tests: bool = False
+) -> Generator[ParsedMail | Exception, None, None]:
+    """parse_mail of each message, in order, with what it raised as the value, in a worker
+    process killed when one message takes longer than limits.max_seconds (that message's
+    value is then a ParseTimeout; the rest go on in a new worker).
+
+    The whole batch goes to the worker at once and the answers stream back, so the worker
+    parses without waiting for the caller. Closing the iterator early kills the worker.
+    Safe to call from several threads at once (each call has its own worker)."""
+    todo = [bytes(raw) for raw in raws]
+    while todo:
+        worker, done, clean = _take(), 0, False
+        try:
+            try:
+                worker.send(todo, limits, stall_for_tests)
+                for _raw in todo:
+                    value = worker.result(limits)
+                    done += 1
+                    yield value
+                clean = True
+            except (ParseTimeout, ParserDied) as exc:
+                done += 1
+                yield exc
+        finally:
+            if clean:
+                _give_back(worker)
+            else:
+                worker.kill()  # timed out, died, or answers left unread in its pipe
+        todo = todo[done:]
+
+
 def parse_with_limit(
     raw: bytes, limits: ParseLimits = DEFAULT_LIMITS, stall_for_tests: bool = False
 ) -> ParsedMail:
     """parse_mail(raw, limits) in a worker process killed after limits.max_seconds.
 
-    Raises what parse_mail raises, ParseTimeout at the limit, ParserDied if the child died.
-    Safe to call from several threads at once (each call has its own child).
-    """
-    worker = _take()
-    try:
-        return worker.parse(bytes(raw), limits, stall_for_tests)
-    finally:
-        _give_back(worker)
+    Raises what parse_mail raises, ParseTimeout at the limit, ParserDied if the child died."""
+    (value,) = parse_many_with_limit([raw], limits, stall_for_tests)
+    if isinstance(value, Exception):
+        raise value
+    return value
 
 
 @atexit.register
