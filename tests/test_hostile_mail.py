@@ -227,3 +227,26 @@ def test_mail_over_the_time_limit_becomes_failed_mail_and_the_batch_goes_on(
     outcome = failed_mail_service.reprocess(failed)
     assert outcome.error == "cannot parse: parsing took longer than 2 s; kept as failed mail"
     assert db.session.query(FailedMail).count() == 1
+
+
+@pytest.mark.parametrize("account_type", ["IMAPS", "POP3S"])
+def test_a_batch_of_stalling_mail_cannot_outlive_the_lease(
+    app, app_ctx, dovecot, mail_user, account_type
+):
+    # A batch parses for at most a quarter of the lease; what is left waits for the next run,
+    # so each run stores something and renews the lease in time: the account moves on.
+    app.config["LEASE_SECONDS"] = 8  # parse budget 2 s = PARSE_TIME_LIMIT
+    mail_user.deliver(_stalling_mail())
+    mail_user.deliver(_stalling_mail().replace(b"<stall@", b"<stall-2@"))
+    mail_user.deliver(make_mail(subject="after", message_id="<after@test>"))
+    account_id = add_account(dovecot, mail_user, account_type)
+
+    runs = []
+    while dovecot.message_count(mail_user.username) and len(runs) < 5:
+        result = fetch_account(account_id)
+        assert result.status == "ok", result.message
+        runs.append((result.failed, result.new_tickets))
+
+    assert runs[0] == (1, 0)  # the first stall used the batch's budget
+    assert sum(f for f, _n in runs) == 2 and sum(n for _f, n in runs) == 1
+    assert db.session.query(FailedMail).count() == 2
