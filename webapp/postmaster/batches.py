@@ -28,6 +28,7 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
+from .parse import ParseTimeout, prestart
 from .pipeline import Parsed, ParseOptions, parse_many_or_error, parse_options, process_batch
 from .runs import RunState, count_outcome, report_oversized, save_counts
 
@@ -57,13 +58,15 @@ class FolderFetch:
     keys: DedupeKeys
     folder_state: FolderState | None  # IMAP only: the highest UID taken so far
     parse: ParseOptions
-    # Seconds of parsing per batch: a batch of mail that each take the whole time limit
-    # must not outlive the lease (renewed at each commit), or the account would be stuck.
+    # Seconds of parsing per batch once a message hit the time limit: a batch of mail that
+    # each take the whole limit must not outlive the lease (renewed at each commit), or the
+    # account would fetch that batch again and again.
     parse_budget: float
 
 
 def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     """Fetch the account's folder: new mail in batches, and finish what was stored before."""
+    prestart()  # the parser's worker process starts while the server lists the folder
     account = state.account
     is_imap = account.account_type.is_imap
     keep = account.after_fetch == "keep"
@@ -163,15 +166,17 @@ def batch_size(batch: Sequence[RemoteMessage]) -> int:
 def download(job: FolderFetch, batch: Sequence[RemoteMessage]) -> Downloaded:
     """The helper thread's work: download one batch and parse it (no database, no app
     context). Parsing (in a worker process, killed at the time limit) overlaps the main
-    thread's database writes. Once the batch's parse budget is spent, the rest of the batch
-    is left for the next run."""
+    thread's database writes. Once mail of the batch hit the time limit and the batch's parse
+    budget is spent, the rest of the batch is left for the next run."""
     fetched = list(job.mailbox.fetch(batch))
     downloaded = Downloaded()
     started = time.monotonic()
     results = parse_many_or_error([raw for _message, raw in fetched], job.parse)
+    timed_out = False  # normal mail never waits: only a batch with mail over the limit
     for (message, raw), parsed in zip(fetched, results, strict=False):
         downloaded.append((message, raw, parsed))
-        if time.monotonic() - started > job.parse_budget:
+        timed_out = timed_out or isinstance(parsed, ParseTimeout)
+        if timed_out and time.monotonic() - started > job.parse_budget:
             break
     results.close()  # kills the worker if it was still parsing the rest
     downloaded.deferred = len(fetched) - len(downloaded)

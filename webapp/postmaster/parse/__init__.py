@@ -24,7 +24,7 @@ from .headers import decode_header_value
 from .html_body import html_to_text, sanitize_html
 from .model import DEFAULT_LIMITS, MailParseError, ParsedAttachment, ParsedMail, ParseLimits
 from .parser import parse_mail
-from .worker import ParserDied, ParseTimeout, parse_many_with_limit, parse_with_limit
+from .worker import ParserDied, ParseTimeout, parse_many_with_limit, parse_with_limit, prestart
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -39,6 +39,7 @@ __all__ = [
     "parse_mail",
     "parse_many_with_limit",
     "parse_with_limit",
+    "prestart",
     "safe_filename",
     "sanitize_html",
 ]

@@ -163,6 +163,22 @@ def _give_back(worker: _Worker) -> None:
     worker.kill()
 
 
+def prestart() -> None:
+    """Start a worker in the background (a new process's first one waits for the forkserver
+    to import the parser), so that the first parse finds it ready."""
+
+    def start() -> None:
+        with _lock:
+            if _idle:
+                return
+        try:
+            _give_back(_Worker())
+        except ParserDied:
+            pass  # the first parse will try again and report it
+
+    threading.Thread(target=start, name="postmaster-parse-prestart", daemon=True).start()
+
+
 def parse_many_with_limit(
     raws: Sequence[bytes], limits: ParseLimits = DEFAULT_LIMITS, stall_for_tests: bool = False
 ) -> Generator[ParsedMail | Exception, None, None]:
