@@ -232,7 +232,9 @@ def test_malformed_mail_becomes_failed_mail_and_reprocess_works(app_ctx, monkeyp
     account = make_account()
     raw = make_mail(subject="needs a second try", body="x" * 2000)
     # The mail is fine; the limits at the time of the fetch were not.
-    monkeypatch.setattr(pipeline, "parse_mail", lambda r: _strict_parse(r))
+    monkeypatch.setattr(
+        pipeline, "parse_many_with_limit", in_process_parse(lambda r: _strict_parse(r))
+    )
     outcome = run(account, raw)
     assert outcome.kind == "failed"
     assert outcome.ticket_id is None
@@ -243,7 +245,7 @@ def test_malformed_mail_becomes_failed_mail_and_reprocess_works(app_ctx, monkeyp
     assert db.session.query(Ticket).count() == 0
 
     # Failing again keeps it, with the new error; nothing loops.
-    monkeypatch.setattr(pipeline, "parse_mail", _boom)
+    monkeypatch.setattr(pipeline, "parse_many_with_limit", in_process_parse(_boom))
     again = reprocess_failed_mail(failed)
     db.session.commit()
     assert again.kind == "failed"
@@ -279,7 +281,7 @@ def test_unparseable_mail_is_kept_as_failed_mail(app_ctx):
 def test_reprocess_uses_the_accounts_trusted_flag_and_queue(app_ctx, monkeypatch):
     account = make_account(trusted=True, dispatch="queue", queue="Misc")
     raw = make_mail(headers={"X-OTOBO-Priority": "4 high"})
-    monkeypatch.setattr(pipeline, "parse_mail", _boom)
+    monkeypatch.setattr(pipeline, "parse_many_with_limit", in_process_parse(_boom))
     failed_id = run(account, raw).failed_mail_id
     monkeypatch.undo()
     outcome = reprocess_failed_mail(db.session.get(FailedMail, failed_id))
@@ -475,3 +477,17 @@ def test_pipeline_speed_on_1000_messages(app_ctx, capsys):
         )
     assert sum(kinds.values()) == 1000
     assert db.session.query(RawMail).count() == 1000 - kinds.get("ignored", 0)
+
+
+def in_process_parse(fn):
+    """A stand-in for parse_many_with_limit that calls fn in this process (so a test can
+    make parsing fail; the real worker process cannot see a monkeypatch)."""
+
+    def fake(raws, limits=None, stall_for_tests=False):
+        for raw in raws:
+            try:
+                yield fn(raw)
+            except Exception as exc:
+                yield exc
+
+    return fake

@@ -8,6 +8,7 @@ import pytest
 
 from tests.mailgen import make_mail
 from tests.test_dispatch import make_account, run
+from tests.test_pipeline import in_process_parse
 from webapp.downloads import content_disposition, safe_content_type
 from webapp.extensions import db
 from webapp.models import Attachment, FailedMail, Ticket
@@ -120,7 +121,7 @@ def failed_id(app, monkeypatch):
         raise ValueError(f"broken {XSS}")
 
     with app.app_context():
-        monkeypatch.setattr(pipeline, "parse_mail", boom)
+        monkeypatch.setattr(pipeline, "parse_many_with_limit", in_process_parse(boom))
         raw = make_mail(frm="Carol <carol@example.test>", subject=f"Lost {XSS}")
         failed_id = run(make_account(), raw).failed_mail_id
         monkeypatch.undo()

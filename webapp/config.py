@@ -49,6 +49,9 @@ class DefaultConfig:
     # makes a 100,000-message mailbox quadratic. Safe at any value: what is committed but not
     # yet deleted is recognised by its dedupe key and only finished by the next run.
     FETCH_DELETE_EVERY = 5000
+    # Seconds one message may take to parse. Parsing runs in a worker process that is killed
+    # at this limit, and the message is kept as failed mail with the reason.
+    PARSE_TIME_LIMIT = 10.0
 
     # Scheduler
     SCHEDULER_WORKERS = 4

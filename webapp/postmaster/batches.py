@@ -10,6 +10,7 @@ fetched again) or committed keys (the messages are recognised and only finished)
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -27,12 +28,19 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
-from .pipeline import Parsed, parse_or_error, process_batch
+from .parse import ParseTimeout, prestart
+from .pipeline import Parsed, ParseOptions, parse_many_or_error, parse_options, process_batch
 from .runs import RunState, count_outcome, report_oversized, save_counts
 
 _INSERT_SEEN = insert(table_of(SeenMessage))  # Core executemany: one statement per batch
 
-Downloaded = list[tuple[RemoteMessage, bytes, Parsed]]  # what one batch's download yields
+
+class Downloaded(list[tuple[RemoteMessage, bytes, Parsed]]):
+    """What one batch's download yields: each message, its bytes and its parse."""
+
+    deferred = 0  # messages of the batch left for the next run (the parse budget ran out)
+
+
 DedupeKeys = dict[str, str]  # RemoteMessage.key -> its dedupe key (SeenMessage.key)
 
 
@@ -49,10 +57,16 @@ class FolderFetch:
     ctx: PipelineContext
     keys: DedupeKeys
     folder_state: FolderState | None  # IMAP only: the highest UID taken so far
+    parse: ParseOptions
+    # Seconds of parsing per batch once a message hit the time limit: a batch of mail that
+    # each take the whole limit must not outlive the lease (renewed at each commit), or the
+    # account would fetch that batch again and again.
+    parse_budget: float
 
 
 def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     """Fetch the account's folder: new mail in batches, and finish what was stored before."""
+    prestart()  # the parser's worker process starts while the server lists the folder
     account = state.account
     is_imap = account.account_type.is_imap
     keep = account.after_fetch == "keep"
@@ -82,7 +96,9 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     ctx = build_context(account)
     for warning in ctx.warnings:  # e.g. the default queue is gone: said once per run
         state.log(f"warning: {warning}")
-    _run_batches(FolderFetch(state, mailbox, ctx, keys, folder), list(batches(todo)))
+    budget = current_app.config["LEASE_SECONDS"] / 4
+    job = FolderFetch(state, mailbox, ctx, keys, folder, parse_options(), budget)
+    _run_batches(job, list(batches(todo)))
 
 
 def _run_batches(job: FolderFetch, batches: list[list[RemoteMessage]]) -> None:
@@ -103,12 +119,20 @@ def _run_batches(job: FolderFetch, batches: list[list[RemoteMessage]]) -> None:
                 finish_unfinished(state, mailbox, job.keys)
                 raise FetchStopped()
             fault_point("before_fetch")
-            downloaded = pending.result() if pending is not None else download(mailbox, batch)
+            downloaded = pending.result() if pending is not None else download(job, batch)
             pending = None
             following = batches[i + 1] if i + 1 < len(batches) else None
+            if downloaded.deferred:
+                following = None  # keep UID order: the rest of the folder comes next run
             if following is not None and batch_size(batch) + batch_size(following) <= max_bytes:
-                pending = pool.submit(download, mailbox, following)
+                pending = pool.submit(download, job, following)
             fetch_batch(job, downloaded, pending)
+            if downloaded.deferred:
+                state.log(
+                    f"parsing took longer than {job.parse_budget:g} s for this batch; "
+                    f"{downloaded.deferred} messages are left for the next run"
+                )
+                break
     finish_unfinished(state, mailbox, job.keys)
 
 
@@ -139,11 +163,24 @@ def batch_size(batch: Sequence[RemoteMessage]) -> int:
     return sum(m.size for m in batch)
 
 
-def download(mailbox: Mailbox, batch: Sequence[RemoteMessage]) -> Downloaded:
+def download(job: FolderFetch, batch: Sequence[RemoteMessage]) -> Downloaded:
     """The helper thread's work: download one batch and parse it (no database, no app
-    context). Parsing here overlaps the main thread's database writes, during which SQLite
-    and the PostgreSQL driver release the GIL."""
-    return [(message, raw, parse_or_error(raw)) for message, raw in mailbox.fetch(batch)]
+    context). Parsing (in a worker process, killed at the time limit) overlaps the main
+    thread's database writes. Once mail of the batch hit the time limit and the batch's parse
+    budget is spent, the rest of the batch is left for the next run."""
+    fetched = list(job.mailbox.fetch(batch))
+    downloaded = Downloaded()
+    started = time.monotonic()
+    results = parse_many_or_error([raw for _message, raw in fetched], job.parse)
+    timed_out = False  # normal mail never waits: only a batch with mail over the limit
+    for (message, raw), parsed in zip(fetched, results, strict=False):
+        downloaded.append((message, raw, parsed))
+        timed_out = timed_out or isinstance(parsed, ParseTimeout)
+        if timed_out and time.monotonic() - started > job.parse_budget:
+            break
+    results.close()  # kills the worker if it was still parsing the rest
+    downloaded.deferred = len(fetched) - len(downloaded)
+    return downloaded
 
 
 def fetch_batch(

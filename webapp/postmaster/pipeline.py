@@ -9,10 +9,11 @@ SAVEPOINT, so one broken message never poisons the rest of the batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from flask import current_app
 from sqlalchemy import Connection, select
 from sqlalchemy import exc as sa_exc
 
@@ -30,7 +31,7 @@ from .followup import (
     plan_follow_up,
     tickets_of_message_ids,
 )
-from .parse import MailParseError, ParsedMail, parse_mail
+from .parse import MailParseError, ParsedMail, ParseLimits, parse_many_with_limit
 from .tickets import (
     NewArticle,
     TicketParams,
@@ -133,13 +134,39 @@ class _Message:
 Parsed = ParsedMail | Exception  # what parse_or_error returns
 
 
-def parse_or_error(raw: bytes) -> Parsed:
-    """parse_mail, with its failure as the value: the fetch loop parses in its download
-    thread, and the message then becomes a FailedMail here."""
+@dataclass(frozen=True)
+class ParseOptions:
+    """How to parse, read from the app config (the download thread has no app context)."""
+
+    limits: ParseLimits
+    stall_for_tests: bool = False  # TESTING_FAULTS: honour parse/worker.py's STALL_MARKER
+
+
+def parse_options() -> ParseOptions:
+    """The app's parse options: PARSE_TIME_LIMIT, and the test fault when enabled."""
+    config = current_app.config
+    return ParseOptions(
+        ParseLimits(max_seconds=float(config["PARSE_TIME_LIMIT"])),
+        bool(config.get("TESTING_FAULTS")),
+    )
+
+
+def parse_many_or_error(
+    raws: Sequence[bytes], options: ParseOptions
+) -> Generator[Parsed, None, None]:
+    """parse_mail of each message, in a worker process killed at the time limit, with its
+    failure as the value: the fetch loop parses in its download thread, and a failed message
+    then becomes a FailedMail here. Every parse of fetched or reprocessed mail goes through
+    here. Stop iterating early and the worker is killed."""
     try:
-        return parse_mail(raw)
-    except Exception as exc:  # a parser bug must not lose the mail either
-        return exc
+        yield from parse_many_with_limit(raws, options.limits, options.stall_for_tests)
+    except Exception as exc:  # a bug here must not lose the mail: the rest fail with it
+        yield exc
+
+
+def parse_or_error(raw: bytes, options: ParseOptions) -> Parsed:
+    """parse_many_or_error of one message."""
+    return next(parse_many_or_error([raw], options))
 
 
 def process_batch(
@@ -190,7 +217,7 @@ def _parse(
 ) -> _Message:
     message = _Message(raw, raw_mail, MessageOutcome(sha256=hashlib.sha256(raw).hexdigest()))
     log = message.outcome.log
-    mail = parsed if parsed is not None else parse_or_error(raw)
+    mail = parsed if parsed is not None else parse_or_error(raw, parse_options())
     if isinstance(mail, Exception):
         _failed(message, mail)
         return message

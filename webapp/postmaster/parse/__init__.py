@@ -13,7 +13,8 @@ and decode encoded-words, charsets and 8-bit headers ourselves, which also lets 
 forgiving than the stdlib with broken encoded-words and mislabelled charsets.
 
 Modules: model (ParsedMail, limits, the error), charset, headers, html_body, filenames,
-parts (MIME parts into body and attachments), parser (parse_mail).
+parts (MIME parts into body and attachments), parser (parse_mail), worker (parse_with_limit:
+parse_mail in a child process that is killed at the time limit; what the fetcher uses).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .headers import decode_header_value
 from .html_body import html_to_text, sanitize_html
 from .model import DEFAULT_LIMITS, MailParseError, ParsedAttachment, ParsedMail, ParseLimits
 from .parser import parse_mail
+from .worker import ParserDied, ParseTimeout, parse_many_with_limit, parse_with_limit, prestart
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -30,9 +32,14 @@ __all__ = [
     "ParseLimits",
     "ParsedAttachment",
     "ParsedMail",
+    "ParserDied",
+    "ParseTimeout",
     "decode_header_value",
     "html_to_text",
     "parse_mail",
+    "parse_many_with_limit",
+    "parse_with_limit",
+    "prestart",
     "safe_filename",
     "sanitize_html",
 ]

@@ -10,6 +10,11 @@ class MailParseError(Exception):
     """Mail rejected: a parse limit was exceeded or the input is not mail at all."""
 
 
+def timeout_message(seconds: float) -> str:
+    """The reason given for mail whose parsing hit the time limit."""
+    return f"parsing took longer than {seconds:g} s; kept as failed mail"
+
+
 @dataclass(frozen=True)
 class ParseLimits:
     """Caps that keep one hostile mail from eating the fetcher's memory or time."""
@@ -18,7 +23,8 @@ class ParseLimits:
     max_parts: int = 500
     max_header_bytes: int = 256 * 1024  # total header block per part
     max_headers: int = 2000  # header fields per part
-    max_seconds: float = 10.0  # checked between parts
+    # Checked between parts, and enforced by killing the parse (parse/worker.py).
+    max_seconds: float = 10.0
     # The stdlib parameter parser is quadratic in the number of ';' in a header, so a
     # Content-Type with 100,000 semicolons would take minutes; real mail has a handful.
     max_header_params: int = 200

@@ -19,7 +19,7 @@ from .headers import (
     parse_date,
 )
 from .html_body import html_to_text, sanitize_html
-from .model import DEFAULT_LIMITS, MailParseError, ParsedMail, ParseLimits
+from .model import DEFAULT_LIMITS, MailParseError, ParsedMail, ParseLimits, timeout_message
 from .parts import Collector
 
 _HEADER_LINE_RE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")
@@ -82,7 +82,7 @@ class _CappedParser(BytesFeedParser):
         if len(self._msgstack) > limits.max_mime_depth:
             raise MailParseError(f"MIME nesting deeper than {limits.max_mime_depth}")
         if time.monotonic() > self._deadline:
-            raise MailParseError(f"parsing took longer than {limits.max_seconds} s")
+            raise MailParseError(timeout_message(limits.max_seconds))
         super()._new_message()  # type: ignore[misc]  # FeedParser private hook, see above
 
     def _parse_headers(self, lines: list[str]) -> None:

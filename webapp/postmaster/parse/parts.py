@@ -14,7 +14,7 @@ from typing import cast
 from .charset import NO_CHARSET, codec_for, decode_bytes
 from .filenames import safe_filename
 from .headers import decode_header_value
-from .model import MailParseError, ParsedAttachment, ParseLimits
+from .model import MailParseError, ParsedAttachment, ParseLimits, timeout_message
 
 _DEFECT_TEXT = {
     email_errors.NoBoundaryInMultipartDefect: "multipart part without boundary parameter",
@@ -78,7 +78,7 @@ class Collector:
 
     def walk(self, part: Message, depth: int) -> None:
         if time.monotonic() > self.deadline:
-            raise MailParseError(f"parsing took longer than {self.limits.max_seconds} s")
+            raise MailParseError(timeout_message(self.limits.max_seconds))
         ctype = part.get_content_type()
         if part.is_multipart():
             self.note_defects(part)
