@@ -265,7 +265,9 @@ def test_catastrophic_pattern_against_a_long_header_finishes_quickly(app_ctx):
     elapsed = time.monotonic() - started
     db.session.commit()
     assert outcome.kind == "new_ticket"
-    assert elapsed < engine.MAX_SECONDS, elapsed
+    # A backtracking engine needs longer than the universe's age for (a+)+$ on 20,000 a's; RE2
+    # takes milliseconds. The bound is generous so a loaded CI machine cannot fail it.
+    assert elapsed < 10 * engine.MAX_SECONDS, elapsed
 
 
 def test_filters_over_the_time_limit_are_skipped_and_the_mail_is_kept(app_ctx, monkeypatch):

@@ -555,7 +555,8 @@ def test_greeting_then_silence_times_out(hostile, protocol: str) -> None:
     started = time.monotonic()
     with pytest.raises(MailConnectError, match="no answer within 1 seconds"):
         open_mailbox(hostile_settings(server, protocol))
-    assert time.monotonic() - started < 3
+    # The message proves the 1 s timeout fired; the bound only says it did not hang.
+    assert time.monotonic() - started < 10
 
 
 def imap_script(on_command: Callable[[socket.socket, bytes, bytes], bool]):

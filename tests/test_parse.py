@@ -439,7 +439,9 @@ def test_deeply_nested_mime_is_rejected_not_recursion_error():
     start = time.perf_counter()
     with pytest.raises(MailParseError, match="nesting deeper than 20"):
         parse_mail(deeply_nested(10_000))
-    assert time.perf_counter() - start < 1.0
+    # Generous: a recursion into 10,000 levels takes minutes or crashes; a loaded CI machine
+    # must not fail this on wall time.
+    assert time.perf_counter() - start < 10.0
 
 
 def test_nesting_within_the_limit_is_parsed():
@@ -531,8 +533,7 @@ def test_realistic_corpus_parses_without_exceptions():
     assert sum(1 for m in mails if m.body_text.strip()) > 950
     assert sum(1 for m in mails if m.attachments) > 50
     assert sum(1 for m in mails if m.body_html) > 300
-    # Generous bound so slow CI machines pass; a laptop does ~1,500 msg/s.
-    assert rate > 200
+    # The speed is printed, not asserted: bench/ measures it; a test asserts behaviour.
 
 
 def test_large_mail_parses_the_same_across_feed_chunks():
