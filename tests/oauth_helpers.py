@@ -31,15 +31,18 @@ def add_idp_user(idp: LocalIdentityProvider, tenant: IdpTenant, prefix: str = "b
     return username
 
 
-def make_profile(idp: LocalIdentityProvider, tenant: IdpTenant, name: str = "Contoso") -> int:
-    """A Custom profile whose URL templates point at the local IdP (needs an app context)."""
+def make_profile(
+    idp: LocalIdentityProvider, tenant: IdpTenant, name: str = "Contoso", tenant_id: str = ""
+) -> int:
+    """A Custom profile whose URL templates point at the local IdP (needs an app context);
+    `tenant_id` names the tenant another way (its domain), else its GUID."""
     profile = create_profile(
         ProfileInput(
             name=name,
             provider="Custom",
             client_id=tenant.client_id,
             client_secret=tenant.client_secret,
-            tenant_id=tenant.tenant_id,
+            tenant_id=tenant_id or tenant.tenant_id,
             authorize_url=idp.base_url + "/{tenant}/oauth2/v2.0/authorize",
             token_url=idp.base_url + "/{tenant}/oauth2/v2.0/token",
         ),

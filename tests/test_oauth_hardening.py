@@ -341,28 +341,17 @@ def test_an_id_token_not_from_the_tenant_for_this_sign_in_is_refused(
 def test_a_domain_tenant_accepts_only_its_own_tenant_id(
     admin_client, app_ctx, idp, ms_tenant, user
 ):
-    profile = create_profile(
-        ProfileInput(
-            name="By domain",
-            provider="Custom",
-            client_id=ms_tenant.client_id,
-            client_secret=ms_tenant.client_secret,
-            tenant_id=ms_tenant.domain,
-            authorize_url=idp.base_url + "/{tenant}/oauth2/v2.0/authorize",
-            token_url=idp.base_url + "/{tenant}/oauth2/v2.0/token",
-        ),
-        "test",
-    )
+    profile_id = make_profile(idp, ms_tenant, "By domain", tenant_id=ms_tenant.domain)
     # Another tenant's token, consistent in itself (iss names its tid), signed by the IdP.
     idp.add_tenant(OTHER_TENANT)
     idp.override_id_token_claims(
         tid=OTHER_TENANT, iss=f"https://login.microsoftonline.com/{OTHER_TENANT}/v2.0"
     )
-    page = link_account(admin_client, idp, profile.id, user).get_data(as_text=True)
+    page = link_account(admin_client, idp, profile_id, user).get_data(as_text=True)
     assert "not by the tenant" in page
     assert account_by_username(user) is None
     idp.override_id_token_claims()
-    link_account(admin_client, idp, profile.id, user)
+    link_account(admin_client, idp, profile_id, user)
     assert account_by_username(user) is not None
 
 
