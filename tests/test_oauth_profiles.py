@@ -168,7 +168,7 @@ def test_cli_add_reads_the_secret_from_stdin_and_list_never_shows_it(runner, app
     ("extra", "message"),
     [
         (["--tenant-id", "common"], "--tenant-id:"),
-        (["--tenant-id", "contoso.com", "--provider", "Google"], "--provider:"),
+        (["--tenant-id", "contoso.com", "--provider", "Yahoo"], "--provider:"),
         (["--tenant-id", "contoso.com", "--secret-expires", "31.01.2031"], "YYYY-MM-DD"),
     ],
 )

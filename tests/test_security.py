@@ -131,9 +131,10 @@ def _form_action(response) -> list[str]:
 
 
 def test_forms_may_post_only_here_and_to_the_identity_providers(app, admin_client):
-    # No profile yet: this site and the Microsoft preset's sign-in origin, no other site.
+    # No profile yet: this site and the presets' sign-in origins (Google, Microsoft), no other.
     assert _form_action(admin_client.get("/mail-accounts/")) == [
         "'self'",
+        "https://accounts.google.com",
         "https://login.microsoftonline.com",
     ]
     with app.app_context():
@@ -152,6 +153,7 @@ def test_forms_may_post_only_here_and_to_the_identity_providers(app, admin_clien
     for url in ("/mail-accounts/", "/login"):
         assert _form_action(admin_client.get(url)) == [
             "'self'",
+            "https://accounts.google.com",
             "https://contoso.com.idp.example:8443",
             "https://login.microsoftonline.com",
         ]

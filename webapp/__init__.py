@@ -166,6 +166,8 @@ def check_config(app: Flask) -> None:
     problem = secret_key_problem(app.config["SECRET_KEY"]) or _cookie_and_url_problem(app)
     if problem:
         raise RuntimeError(problem)
+    if app.config.get("OAUTH2_GOOGLE_BASE_URL"):
+        raise RuntimeError("OAUTH2_GOOGLE_BASE_URL is for tests only: unset it in production.")
     if not crypto.load_keys(app.config["ENCRYPTION_KEYS"], app.instance_path):
         raise RuntimeError(
             "No encryption key: set POSTMASTER_ENCRYPTION_KEYS or create instance/encryption.key"

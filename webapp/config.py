@@ -66,5 +66,9 @@ class DefaultConfig:
     # External URL of the app, e.g. https://helpdesk.example.com/postmaster (OAuth2 redirect URI).
     PUBLIC_URL = None
 
+    # Tests only (refused in production): Google profiles talk to this base URL instead of
+    # Google (its paths /o/oauth2/v2/auth, /token, /oauth2/v3/certs), e.g. the local IdP.
+    OAUTH2_GOOGLE_BASE_URL = None
+
     # Tests only: enables the crash-injection hook of the fetch path.
     TESTING_FAULTS = False

@@ -108,12 +108,15 @@ class OAuth2Profile(AuditMixin, Model):
     __tablename__ = "oauth2_profile"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    provider: Mapped[str] = mapped_column(String(50))  # "MicrosoftAzure" | "Custom"
+    provider: Mapped[str] = mapped_column(String(50))  # "MicrosoftAzure" | "Google" | "Custom"
     client_id: Mapped[str] = mapped_column(String(200))
     client_secret: Mapped[str | None] = mapped_column(EncryptedText)
     tenant_id: Mapped[str] = mapped_column(String(200))
     authorize_url: Mapped[str | None] = mapped_column(String(500))  # Custom provider only
     token_url: Mapped[str | None] = mapped_column(String(500))  # Custom provider only
+    # Custom provider only, optional: the id_token's signature and issuer are then checked.
+    jwks_url: Mapped[str | None] = mapped_column(String(500))
+    issuer: Mapped[str | None] = mapped_column(String(500))
     validity: Mapped[str] = mapped_column(String(30), default="valid")
     secret_expires_on: Mapped[date | None] = mapped_column(Date)
     comment: Mapped[str | None] = mapped_column(Text)

@@ -25,6 +25,7 @@ from ..account_types import (
 )
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
+from ..oauth.providers import default_mail_host
 from .validators import MailAccountInput
 
 TRUSTED_HELP = (
@@ -133,12 +134,18 @@ class MailAccountForm(FlaskForm):
             for q in queues
             if q.validity == "valid" or (account is not None and account.queue_id == q.id)
         ]
-        profiles = db.session.query(OAuth2Profile).order_by(OAuth2Profile.name)
-        self.oauth2_profile_id.choices = [("", "-")] + [
-            (str(p.id), p.name)
-            for p in profiles
+        profiles = [
+            p
+            for p in db.session.query(OAuth2Profile).order_by(OAuth2Profile.name)
             if p.validity == "valid" or (account is not None and account.oauth2_profile_id == p.id)
         ]
+        self.oauth2_profile_id.choices = [("", "-")] + [(str(p.id), p.name) for p in profiles]
+        # The Host placeholder per profile and protocol (Gmail's hosts for a Google profile).
+        hosts = {
+            str(p.id): {proto: default_mail_host(p.provider, proto) for proto in ("imap", "pop3")}
+            for p in profiles
+        }
+        self.oauth2_profile_id.render_kw = {"data-hosts": json.dumps(hosts)}
         if account is None:
             self.password.label.text = "Password *"
         else:

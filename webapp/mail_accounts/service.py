@@ -34,7 +34,7 @@ from ..oauth.flow import (
     begin_consent,
     pending_actor,
 )
-from ..oauth.providers import microsoft_host_warning
+from ..oauth.providers import provider_host_warning
 from ..oauth.tokens import OAuth2TokenError, store_tokens
 from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
@@ -219,7 +219,8 @@ def needs_consent(data: MailAccountInput, account: MailAccount | None) -> bool:
 
 
 def host_warning(account: MailAccount | None, data: MailAccountInput | None = None) -> str | None:
-    """A warning when a Microsoft Azure profile's token would go to a non-Microsoft 365 host."""
+    """A warning when a Microsoft Azure (Google) profile's token would go to a host that is not
+    Microsoft 365's (Gmail's)."""
     if data is not None:
         values, _ = clean(data, account)
         host, profile_id = values.get("host"), values.get("oauth2_profile_id")
@@ -230,7 +231,7 @@ def host_warning(account: MailAccount | None, data: MailAccountInput | None = No
     profile = db.session.get(OAuth2Profile, profile_id) if profile_id else None
     if profile is None or not host:
         return None
-    return microsoft_host_warning(profile.provider, str(host))
+    return provider_host_warning(profile.provider, str(host))
 
 
 def save_oauth2_account(

@@ -17,12 +17,12 @@ from ..account_types import (
     ACCOUNT_TYPES,
     AFTER_FETCH_CHOICES,
     DISPATCH_CHOICES,
-    OAUTH2_DEFAULT_HOST,
     VALIDITIES,
     AccountType,
 )
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
+from ..oauth.providers import default_mail_host
 from ..validation import is_valid_host
 
 PASSWORD_AGAIN = "Enter the password again: the host, port or type changed"
@@ -172,7 +172,7 @@ def _check_host(c: _Check) -> tuple[str, str]:
     host = _text(c.data.host)
     port_text = _text(c.data.port)
     if not host and c.oauth2:
-        host = OAUTH2_DEFAULT_HOST
+        host = _default_oauth2_host(c)
     if not host:
         c.errors["host"] = "Enter the host name or IP address of the mail server."
     elif "://" in host or host.lower().startswith(("imap:", "imaps:", "pop3:", "pop3s:", "pop:")):
@@ -188,6 +188,13 @@ def _check_host(c: _Check) -> tuple[str, str]:
         if "host" not in c.errors and not is_valid_host(host):
             c.errors["host"] = "Enter a valid host name (like mail.example.com) or an IP address."
     return host, port_text
+
+
+def _default_oauth2_host(c: _Check) -> str:
+    """The provider's mail host for the protocol (Microsoft 365, or Gmail for Google)."""
+    profile = _lookup(OAuth2Profile, c.data.oauth2_profile_id)
+    provider = profile.provider if profile is not None else "MicrosoftAzure"
+    return default_mail_host(provider, c.account_type.protocol if c.account_type else "imap")
 
 
 def _check_port(c: _Check, port_text: str) -> int | None:

@@ -14,7 +14,9 @@ from ..validation import ValidationError
 from .providers import PROVIDERS, SECRET_WARNING_DAYS
 from .service import ProfileInput, create_profile, list_profiles, profile_summary, secret_warning
 
-oauth2_profile_cli = AppGroup("oauth2-profile", help="OAuth2 profiles (Microsoft 365 apps).")
+oauth2_profile_cli = AppGroup(
+    "oauth2-profile", help="OAuth2 profiles (Microsoft 365, Google or Custom apps)."
+)
 
 CLI_ACTOR = "cli"
 OPTION_NAMES = {
@@ -25,6 +27,8 @@ OPTION_NAMES = {
     "tenant_id": "--tenant-id",
     "authorize_url": "--authorize-url",
     "token_url": "--token-url",
+    "jwks_url": "--jwks-url",
+    "issuer": "--issuer",
     "validity": "--validity",
     "secret_expires_on": "--secret-expires",
     "comment": "--comment",
@@ -38,9 +42,13 @@ OPTION_NAMES = {
 @click.option(
     "--client-secret-stdin", is_flag=True, help="Read the client secret's Value from stdin."
 )
-@click.option("--tenant-id", required=True, help="Tenant GUID or domain.")
+@click.option(
+    "--tenant-id", default="", help="MicrosoftAzure: tenant GUID or domain (Google: none)."
+)
 @click.option("--authorize-url", help="Custom provider: authorize URL ({tenant} allowed).")
 @click.option("--token-url", help="Custom provider: token URL ({tenant} allowed).")
+@click.option("--jwks-url", help="Custom provider, optional: JWKS URL (signature checked).")
+@click.option("--issuer", help="Custom provider, optional: the id_token's exact iss.")
 @click.option("--secret-expires", help=f"YYYY-MM-DD: warn {SECRET_WARNING_DAYS} days before.")
 @click.option("--validity", default="valid", show_default=True)
 @click.option("--comment")
@@ -52,6 +60,8 @@ def add_command(
     tenant_id: str,
     authorize_url: str | None,
     token_url: str | None,
+    jwks_url: str | None,
+    issuer: str | None,
     secret_expires: str | None,
     validity: str,
     comment: str | None,
@@ -65,6 +75,8 @@ def add_command(
         tenant_id=tenant_id,
         authorize_url=authorize_url,
         token_url=token_url,
+        jwks_url=jwks_url,
+        issuer=issuer,
         validity=validity,
         secret_expires_on=secret_expires,
         comment=comment,
@@ -93,6 +105,6 @@ def list_command(as_json: bool) -> None:
     for p in profiles:
         expires = iso_date(p.secret_expires_on) or "-"
         click.echo(
-            f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id}\t{p.client_id}\t"
+            f"{p.id}\t{p.name}\t{p.provider}\t{p.tenant_id or '-'}\t{p.client_id}\t"
             f"secret expires {expires}\t{p.validity}"
         )

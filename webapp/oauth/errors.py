@@ -60,6 +60,21 @@ EXPLANATIONS: dict[str, str] = {
 }
 
 
+# Google answers without codes: its error (and description) say what happened.
+GOOGLE_EXPLANATIONS: dict[str, str] = {
+    "Token has been expired or revoked.": (
+        "Google ended this sign-in (the password was changed, the app's access was removed "
+        "in the Google account, or the app is still in Testing status, whose sign-ins last 7 "
+        "days): press Re-authorize."
+    ),
+    "redirect_uri_mismatch": (
+        "The redirect URI is not registered for the OAuth client. In the Google Cloud console, "
+        "APIs & Services > Credentials > your OAuth client, add exactly this Authorized "
+        "redirect URI: {redirect_uri}"
+    ),
+}
+
+
 def aadsts_code(description: str | None) -> str | None:
     match = _AADSTS.search(description or "")
     return match.group(1) if match else None
@@ -77,6 +92,10 @@ def explain(error: str | None, description: str | None, redirect_uri: str = "") 
     if text:
         parts[0] += f": {text}"
     code = aadsts_code(description)
-    if code in EXPLANATIONS:
-        parts.append(EXPLANATIONS[code].format(redirect_uri=redirect_uri or "(see the profile)"))
+    if code:
+        fix = EXPLANATIONS.get(code)
+    else:
+        fix = GOOGLE_EXPLANATIONS.get(text) or GOOGLE_EXPLANATIONS.get(error or "")
+    if fix:
+        parts.append(fix.format(redirect_uri=redirect_uri or "(see the profile)"))
     return ". ".join(p.rstrip(".") for p in parts) + "."

@@ -34,7 +34,13 @@ from ..extensions import db
 from ..models import AdminUser, OAuth2PendingAuthorization, OAuth2Profile, utcnow
 from .errors import explain
 from .identity import IdentityError, IdTokenExpectations, signed_in_identity, tenant_issuer
-from .providers import Endpoints, endpoint_error, endpoints_for, scopes_for
+from .providers import (
+    Endpoints,
+    authorization_params,
+    endpoint_error,
+    endpoints_for,
+    scopes_for,
+)
 from .tokens import TOKEN_REQUEST_TIMEOUT, oauth_client
 
 PENDING_LIFETIME = timedelta(minutes=10)
@@ -109,8 +115,9 @@ def begin_consent(
     except IdentityError as e:
         raise ConsentError(str(e)) from None
     state, verifier, nonce = (secrets.token_urlsafe(n) for n in (32, 64, 32))
-    client = oauth_client(profile, start.callback_url, scopes_for(account_type.protocol))
-    extra = {"prompt": "select_account", "nonce": nonce}
+    scope = scopes_for(account_type.protocol, profile.provider)
+    client = oauth_client(profile, start.callback_url, scope)
+    extra = {**authorization_params(profile.provider), "nonce": nonce}
     if not form_data.get("shared_mailbox"):
         # A shared mailbox cannot sign in itself: a delegate does, so no hint then.
         extra["login_hint"] = str(form_data.get("username", "")).strip()
@@ -250,11 +257,19 @@ def sign_in(pending: Pending, code: str) -> tuple[dict, str]:
         pending.endpoints.jwks_url,
         pending.nonce,
         profile.tenant_id,
+        profile.provider,
     )
     try:
         signed_in = signed_in_identity(token, expected)
     except IdentityError as e:
         raise LinkError(str(e)) from None
+    if not token.get("refresh_token"):
+        # Without one the mailbox would stop after an hour, when the access token expires.
+        raise LinkError(
+            "The provider sent no refresh token, so the mailbox could be fetched for an hour "
+            "only. Google sends one with access_type=offline and prompt=consent (both are "
+            "sent); check that the app may ask for offline access, then sign in again."
+        )
     expected_name = str(data.get("username", "")).strip()
     if not data.get("shared_mailbox") and signed_in != expected_name.lower():
         raise LinkError(

@@ -32,7 +32,8 @@ class ProfileForm(FlaskForm):
     )
     tenant_id = StringField(
         "Tenant ID",
-        description='The Directory (tenant) ID (a GUID) or the tenant\'s domain. Not "common".',
+        description='The Directory (tenant) ID (a GUID) or the tenant\'s domain. Not "common". '
+        "Google has none; a Custom provider needs one only when a URL contains {tenant}.",
     )
     authorize_url = StringField(
         "Authorize URL",
@@ -40,6 +41,15 @@ class ProfileForm(FlaskForm):
     )
     token_url = StringField(
         "Token URL", description="Custom provider only; {tenant} is replaced by the tenant ID."
+    )
+    jwks_url = StringField(
+        "JWKS URL",
+        description="Custom provider, optional: the provider's signing keys; the id_token's "
+        "signature is then checked.",
+    )
+    issuer = StringField(
+        "Issuer",
+        description="Custom provider, optional: the id_token's iss must then be exactly this.",
     )
     validity = SelectField(
         "Validity", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
@@ -76,6 +86,8 @@ class ProfileForm(FlaskForm):
             "tenant_id": profile.tenant_id,
             "authorize_url": profile.authorize_url or "",
             "token_url": profile.token_url or "",
+            "jwks_url": profile.jwks_url or "",
+            "issuer": profile.issuer or "",
             "validity": profile.validity,
             "secret_expires_on": iso_date(profile.secret_expires_on) or "",
             "comment": profile.comment or "",
@@ -92,6 +104,8 @@ class ProfileForm(FlaskForm):
             tenant_id=self.tenant_id.data or "",
             authorize_url=self.authorize_url.data,
             token_url=self.token_url.data,
+            jwks_url=self.jwks_url.data,
+            issuer=self.issuer.data,
             validity=self.validity.data or "",
             secret_expires_on=self.secret_expires_on.data,
             comment=self.comment.data,

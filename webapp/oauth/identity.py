@@ -1,7 +1,10 @@
-"""Who signed in: the id_token's preferred_username, checked before it is believed.
+"""Who signed in: the id_token's preferred_username (Google: its verified email), checked
+before it is believed.
 
-The signature is verified against the provider's key set (JWKS) when the provider has one;
-the audience, expiry, nonce, issuer (exactly the tenant's) and tenant are always checked.
+The signature is verified against the provider's key set (JWKS) when the provider has one
+(Microsoft, Google, a Custom provider with a JWKS URL); the audience, expiry, nonce and
+issuer are always checked: exactly the tenant's (Microsoft), accounts.google.com (Google),
+or the Custom profile's issuer when it names one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from joserfc.jwk import KeySet
 
 from ..models import OAuth2Profile
 from ..validation import is_guid
-from .providers import Endpoints, url_error
+from .providers import GOOGLE_ISSUERS, Endpoints, url_error
 
 LEEWAY_SECONDS = 300
 
@@ -38,10 +41,12 @@ class IdTokenExpectations:
     jwks_url: str | None
     nonce: str
     tenant_id: str  # the profile's tenant as typed: a GUID or a domain
+    provider: str = "MicrosoftAzure"
 
 
 def signed_in_identity(token: dict, expected: IdTokenExpectations) -> str:
-    """The signed-in account's name (preferred_username, else email or upn), lowercased."""
+    """The signed-in account's name (preferred_username, else email or upn; Google: the
+    verified email), lowercased."""
     id_token = token.get("id_token")
     if not id_token:
         raise IdentityError(
@@ -49,19 +54,44 @@ def signed_in_identity(token: dict, expected: IdTokenExpectations) -> str:
         )
     claims = _verified_claims(id_token, expected.jwks_url)
     _check_claims(claims, expected)
+    if expected.provider == "Google":
+        return _google_email(claims, expected.client_id)
     name = claims.get("preferred_username") or claims.get("email") or claims.get("upn")
     if not isinstance(name, str) or not name:
         raise IdentityError("The id_token does not say who signed in (no preferred_username).")
     return name.strip().lower()
 
 
+def _google_email(claims: dict, client_id: str) -> str:
+    """Google names the account by its email, believed only when Google verified it."""
+    if "azp" in claims and claims["azp"] != client_id:
+        raise IdentityError("The id_token was issued to another application (azp).")
+    email = claims.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise IdentityError(
+            "The id_token does not say who signed in (no email): the consent must ask for "
+            "the email scope."
+        )
+    if claims.get("email_verified") is not True:
+        raise IdentityError(
+            f"Google has not verified the email address {email.strip():.100} of the account "
+            "that signed in, so it cannot prove which mailbox it is."
+        )
+    return email.strip().lower()
+
+
 def tenant_issuer(profile: OAuth2Profile, endpoints: Endpoints) -> str | None:
     """The issuer the tenant's id_tokens must name exactly, fixed when the consent starts.
 
-    A Microsoft tenant GUID gives it directly; a domain tenant (or a Custom provider) asks the
-    tenant's OpenID configuration, whose issuer names the tenant's GUID. None when the token
-    URL has no Microsoft v2 layout (no configuration to ask). Raises IdentityError."""
+    Google's is fixed; a Custom profile may name one. A Microsoft tenant GUID gives it
+    directly; a domain tenant (or a Custom provider without one) asks the tenant's OpenID
+    configuration, whose issuer names the tenant's GUID. None when the token URL has no
+    Microsoft v2 layout (no configuration to ask). Raises IdentityError."""
     tenant = profile.tenant_id.strip().lower()
+    if profile.provider == "Google":
+        return GOOGLE_ISSUERS[0]
+    if profile.provider == "Custom" and profile.issuer:
+        return profile.issuer.replace("{tenant}", profile.tenant_id)
     if profile.provider == "MicrosoftAzure" and is_guid(tenant):
         return f"https://login.microsoftonline.com/{tenant}/v2.0"
     suffix = "/oauth2/v2.0/token"
@@ -135,6 +165,21 @@ def _check_claims(claims: dict, expected: IdTokenExpectations) -> None:
 def _check_issuer(claims: dict, expected: IdTokenExpectations) -> None:
     tid = str(claims.get("tid") or "").lower()
     issuer = claims.get("iss")
+    if expected.provider == "Google":
+        if issuer not in GOOGLE_ISSUERS:
+            raise IdentityError(
+                f"The id_token was issued by {issuer!s:.100}, not by Google "
+                "(https://accounts.google.com)."
+            )
+        return
+    if expected.issuer is not None and issuer_tenant(expected.issuer) is None:
+        # A Custom profile's own issuer: exactly it, and no Microsoft tenant claims.
+        if issuer != expected.issuer:
+            raise IdentityError(
+                f"The id_token was issued by {issuer!s:.100}, not by the profile's issuer "
+                f"{expected.issuer}."
+            )
+        return
     if expected.issuer is not None:
         if issuer != expected.issuer:
             raise IdentityError(

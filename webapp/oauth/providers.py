@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from flask import current_app, has_app_context
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
@@ -18,6 +19,16 @@ POP_SCOPE = "https://outlook.office.com/POP.AccessAsUser.All"
 # offline_access for a refresh token; openid profile email for an id_token naming the signer.
 OIDC_SCOPES = ("offline_access", "openid", "profile", "email")
 PROTOCOL_SCOPES = {"imap": IMAP_SCOPE, "pop3": POP_SCOPE}
+# Google: one scope for IMAP and POP3 alike, plus an id_token naming the signer (email).
+GOOGLE_SCOPES = ("https://mail.google.com/", "openid", "email")
+# Google's id_tokens name either issuer; both are accepted, exactly.
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+# The paths of Google's endpoints; tests serve them from OAUTH2_GOOGLE_BASE_URL.
+GOOGLE_PATHS = {
+    "authorize": "/o/oauth2/v2/auth",
+    "token": "/token",
+    "jwks": "/oauth2/v3/certs",
+}
 
 MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
 # Client secrets (and certificates) are flagged on the profile screen and on Status this long
@@ -31,6 +42,8 @@ class Provider:
     label: str
     authorize_url: str | None  # template with {tenant}; None: typed in per profile
     token_url: str | None
+    jwks_url: str | None = None  # None: next to a Microsoft token URL, or typed in (Custom)
+    uses_tenant: bool = True
 
     @property
     def is_custom(self) -> bool:
@@ -46,6 +59,14 @@ PROVIDERS: dict[str, Provider] = {
             "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
             "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
         ),
+        Provider(
+            "Google",
+            "Google (Google Workspace, Gmail)",
+            "https://accounts.google.com" + GOOGLE_PATHS["authorize"],
+            "https://oauth2.googleapis.com" + GOOGLE_PATHS["token"],
+            "https://www.googleapis.com" + GOOGLE_PATHS["jwks"],
+            uses_tenant=False,
+        ),
         Provider("Custom", "Custom (authorize and token URLs typed in)", None, None),
     ]
 }
@@ -53,6 +74,28 @@ PROVIDERS: dict[str, Provider] = {
 
 # Exchange Online's IMAP/POP3 hosts: a Microsoft 365 token sent anywhere else is a leak.
 MICROSOFT_365_HOSTS = frozenset({"outlook.office365.com", "outlook.office.com"})
+
+
+GOOGLE_HOSTS = {"imap": "imap.gmail.com", "pop3": "pop.gmail.com"}
+
+
+def default_mail_host(provider: str, protocol: str) -> str:
+    """The mail host an OAuth2 account of this provider gets when Host is left empty."""
+    if provider == "Google":
+        return GOOGLE_HOSTS[protocol]
+    return "outlook.office365.com"
+
+
+def provider_host_warning(provider: str, host: str) -> str | None:
+    """A warning when a Microsoft or Google profile's account points at another host."""
+    if provider != "Google":
+        return microsoft_host_warning(provider, host)
+    if host.strip().lower() in GOOGLE_HOSTS.values():
+        return None
+    return (
+        f"{host} is not a Gmail host (imap.gmail.com, pop.gmail.com): the Google access "
+        "token is sent to this server. Check the host unless you meant it."
+    )
 
 
 def microsoft_host_warning(provider: str, host: str) -> str | None:
@@ -72,9 +115,21 @@ class Endpoints:
     jwks_url: str | None  # None: the id_token's claims are checked, not its signature
 
 
-def scopes_for(protocol: str) -> str:
-    """The exact scopes for IMAP or POP3: one Outlook resource scope plus the OIDC ones."""
+def scopes_for(protocol: str, provider: str = "MicrosoftAzure") -> str:
+    """The exact scopes for IMAP or POP3: one Outlook resource scope plus the OIDC ones
+    (Google: its mail scope, openid and email)."""
+    if provider == "Google":
+        return " ".join(GOOGLE_SCOPES)
     return " ".join([PROTOCOL_SCOPES[protocol], *OIDC_SCOPES])
+
+
+def authorization_params(provider: str) -> dict[str, str]:
+    """What the consent URL adds for the provider: Google sends a refresh token only with
+    access_type=offline, and every time only with prompt=consent; Microsoft gets
+    prompt=select_account, so a browser does not silently reuse the wrong account."""
+    if provider == "Google":
+        return {"access_type": "offline", "prompt": "consent"}
+    return {"prompt": "select_account"}
 
 
 def tenant_error(tenant_id: str) -> str | None:
@@ -143,7 +198,10 @@ def is_loopback_ip(host: str) -> bool:
 def endpoint_error(endpoints: Endpoints) -> str | None:
     """A message when a stored profile's URLs (as filled in) fail today's URL checks: a
     profile saved before them must be fixed before a code or secret is sent anywhere."""
-    for label, url in (("authorize", endpoints.authorize_url), ("token", endpoints.token_url)):
+    urls = [("authorize", endpoints.authorize_url), ("token", endpoints.token_url)]
+    if endpoints.jwks_url:
+        urls.append(("JWKS", endpoints.jwks_url))
+    for label, url in urls:
         problem = url_error(url)
         if problem:
             return (
@@ -160,10 +218,30 @@ def _fill(template: str, tenant: str) -> str:
 def endpoints_for(profile: OAuth2Profile) -> Endpoints:
     """The profile's authorize, token and JWKS URLs with the tenant filled in."""
     provider = PROVIDERS[profile.provider]
+    if provider.name == "Google":
+        return google_endpoints()
     authorize = provider.authorize_url or profile.authorize_url or ""
     token = provider.token_url or profile.token_url or ""
     token_url = _fill(token, profile.tenant_id)
-    return Endpoints(_fill(authorize, profile.tenant_id), token_url, _jwks_url(token_url))
+    jwks = _fill(profile.jwks_url, profile.tenant_id) if profile.jwks_url else None
+    return Endpoints(_fill(authorize, profile.tenant_id), token_url, jwks or _jwks_url(token_url))
+
+
+def google_endpoints() -> Endpoints:
+    """Google's endpoints; tests point them at the local identity provider with the setting
+    OAUTH2_GOOGLE_BASE_URL (refused in production)."""
+    google = PROVIDERS["Google"]
+    real = Endpoints(google.authorize_url or "", google.token_url or "", google.jwks_url)
+    base = current_app.config.get("OAUTH2_GOOGLE_BASE_URL") if has_app_context() else None
+    if not base:
+        return real
+    base = str(base).rstrip("/")
+    return replace(
+        real,
+        authorize_url=base + GOOGLE_PATHS["authorize"],
+        token_url=base + GOOGLE_PATHS["token"],
+        jwks_url=base + GOOGLE_PATHS["jwks"],
+    )
 
 
 def _jwks_url(token_url: str) -> str | None:

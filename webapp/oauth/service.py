@@ -6,6 +6,7 @@ client secret is stored encrypted and never shown back: an empty field keeps it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -15,7 +16,7 @@ from ..extensions import db
 from ..models import MailAccount, OAuth2Profile
 from ..timefmt import iso_date
 from ..validation import ValidationError
-from .providers import PROVIDERS, SECRET_WARNING_DAYS, tenant_error, url_error
+from .providers import PROVIDERS, SECRET_WARNING_DAYS, Provider, tenant_error, url_error
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ProfileInput:
     tenant_id: str = ""
     authorize_url: str | None = None
     token_url: str | None = None
+    jwks_url: str | None = None  # Custom, optional: the id_token's signature is then checked
+    issuer: str | None = None  # Custom, optional: the id_token's iss must then be exactly this
     validity: str = "valid"
     secret_expires_on: str | date | None = None
     comment: str | None = None
@@ -45,11 +48,9 @@ def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dic
     _check_name(data, profile, values, errors)
     provider = PROVIDERS.get(_check_provider(data, values, errors))
     _check_client(data, profile, values, errors)
-    values["tenant_id"] = tenant_id = _text(data.tenant_id)
-    problem = tenant_error(tenant_id)
-    if problem:
-        errors["tenant_id"] = problem
-    values["authorize_url"] = values["token_url"] = None
+    _check_tenant(data, provider, values, errors)
+    for name in CUSTOM_URL_FIELDS:
+        values[name] = None
     if provider is not None and provider.is_custom:
         _check_custom_urls(data, values, errors)
     if (
@@ -119,9 +120,37 @@ def _destination_changed(profile: OAuth2Profile, values: dict) -> bool:
     )
 
 
+def _check_tenant(
+    data: ProfileInput, provider: Provider | None, values: dict, errors: dict[str, str]
+) -> None:
+    """Microsoft needs a tenant GUID or domain; Google has none; a Custom provider's tenant
+    is free text, needed only when a URL contains {tenant}."""
+    values["tenant_id"] = tenant_id = _text(data.tenant_id)
+    if provider is None:
+        return
+    if not provider.uses_tenant:
+        values["tenant_id"] = ""
+    elif not provider.is_custom:
+        problem = tenant_error(tenant_id)
+        if problem:
+            errors["tenant_id"] = problem
+    elif not tenant_id and any("{tenant}" in _text(getattr(data, f)) for f in CUSTOM_URL_FIELDS):
+        errors["tenant_id"] = "Enter the tenant: a URL contains {tenant}."
+    elif len(tenant_id) > 200 or re.search(r"[/?#\\\s]", tenant_id):
+        errors["tenant_id"] = "The tenant must not contain /, ?, #, backslashes or spaces."
+
+
+CUSTOM_URL_FIELDS = ("authorize_url", "token_url", "jwks_url", "issuer")
+OPTIONAL_URL_FIELDS = frozenset({"jwks_url", "issuer"})
+
+
 def _check_custom_urls(data: ProfileInput, values: dict, errors: dict[str, str]) -> None:
-    for field in ("authorize_url", "token_url"):
+    """Authorize and token URLs are required, JWKS and issuer optional; each https (plain
+    http only for a loopback address)."""
+    for field in CUSTOM_URL_FIELDS:
         url = _text(getattr(data, field))
+        if not url and field in OPTIONAL_URL_FIELDS:
+            continue
         problem = url_error(url) if url else "Enter the URL (Custom provider)."
         if problem:
             errors[field] = problem
@@ -215,6 +244,8 @@ def profile_summary(profile: OAuth2Profile) -> dict[str, Any]:
         "tenant_id": profile.tenant_id,
         "authorize_url": profile.authorize_url,
         "token_url": profile.token_url,
+        "jwks_url": profile.jwks_url,
+        "issuer": profile.issuer,
         "validity": profile.validity,
         "secret_expires_on": iso_date(profile.secret_expires_on),
         "has_client_secret": bool(profile.client_secret),

@@ -148,7 +148,7 @@ def _request_refresh(account: MailAccount, row: OAuth2Token) -> dict:
     problem = endpoint_error(endpoints)
     if problem:
         _give_up(account, row, problem, "error")  # never post the secret to such a URL
-    scope = scopes_for(account.account_type.protocol)
+    scope = scopes_for(account.account_type.protocol, profile.provider)
     client = oauth_client(profile, scope=scope)
     try:
         return client.refresh_token(

@@ -13,6 +13,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const port = form.querySelector("#port");
   const host = form.querySelector("#host");
   const types = JSON.parse(type.dataset.types || "{}");
+  const profile = form.querySelector("#oauth2_profile_id");
+  const hosts = JSON.parse((profile && profile.dataset.hosts) || "{}");
 
   const show = (name, visible) => {
     form.querySelectorAll(`[data-show-for="${name}"]`).forEach((el) => {
@@ -32,12 +34,13 @@ document.addEventListener("DOMContentLoaded", () => {
       o.disabled = !info.imap;
     });
     if (info.oauth2 && !host.value) {
-      host.placeholder = type.dataset.oauth2Host || "";
+      const byProfile = hosts[profile ? profile.value : ""] || {};
+      host.placeholder = byProfile[info.imap ? "imap" : "pop3"] || type.dataset.oauth2Host || "";
     } else {
       host.placeholder = "";
     }
   };
 
-  [type, dispatch, afterFetch].forEach((el) => el.addEventListener("change", update));
+  [type, dispatch, afterFetch, profile].forEach((el) => el && el.addEventListener("change", update));
   update();
 });

@@ -1,4 +1,5 @@
-// OAuth2 profile screens: copy the redirect URI, show the URL fields only for Custom.
+// OAuth2 profile screens: copy the redirect URI, show the URL fields only for Custom and
+// the tenant only where there is one (not for Google).
 // Progressive enhancement: without JavaScript the URI can be selected and every field shows.
 "use strict";
 
@@ -29,10 +30,16 @@ document.addEventListener("click", (event) => {
 document.addEventListener("DOMContentLoaded", () => {
   const provider = document.getElementById("provider");
   const custom = document.querySelector("[data-provider-custom]");
+  const tenant = document.querySelector("[data-provider-tenant]");
   if (!provider || !custom) {
     return;
   }
-  const apply = () => custom.classList.toggle("hidden", provider.value !== "Custom");
+  const apply = () => {
+    custom.classList.toggle("hidden", provider.value !== "Custom");
+    if (tenant) {
+      tenant.classList.toggle("hidden", provider.value === "Google");
+    }
+  };
   provider.addEventListener("change", apply);
   apply();
 });
