@@ -527,3 +527,11 @@ def test_microsoft_tenant_checks_stay_for_microsoft_only(app_ctx):
         "test",
     )
     assert custom.tenant_id == "mail-realm"
+
+
+def test_production_refuses_the_tests_only_google_base_url(tmp_path):
+    from tests.test_app import _production
+
+    with pytest.raises(RuntimeError, match="OAUTH2_GOOGLE_BASE_URL is for tests only"):
+        _production(tmp_path, OAUTH2_GOOGLE_BASE_URL="http://127.0.0.1:1")
+    assert _production(tmp_path).config["OAUTH2_GOOGLE_BASE_URL"] is None
