@@ -1,8 +1,8 @@
-"""OAuth2 (Microsoft 365) for mail accounts: profiles, the consent flow and the token store.
+"""OAuth2 (Microsoft 365, Google, Custom) for mail accounts: profiles, the consent flow and the token store.
 
 The engine (imported by the fetch engine; imports no screen, form or CLI):
-- providers.py: provider presets, URL templates, scopes per protocol, tenant validation,
-  SECRET_WARNING_DAYS
+- providers.py: provider presets (MicrosoftAzure, Google, Custom), URL templates, scopes per
+  protocol and provider, tenant validation, mail hosts, SECRET_WARNING_DAYS
 - tokens.py: storing tokens, refreshing them (serialized per account), access_token_for
 - identity.py: who signed in (the id_token, checked)
 - errors.py: provider errors and AADSTS codes in plain words
