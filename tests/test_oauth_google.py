@@ -258,6 +258,13 @@ def test_google_id_token_claims_are_checked(admin_client, google_idp, profile_id
         assert refused in page and account_by_username(user) is None
 
 
+def test_a_sign_in_without_a_refresh_token_is_refused(admin_client, google_idp, profile_id):
+    user = google_user(google_idp)
+    google_idp.withhold_refresh_tokens()
+    page = _refused_consent(admin_client, google_idp, profile_id, user, user)
+    assert "sent no refresh token" in page and "access_type=offline" in page
+
+
 def test_forged_google_id_token_is_refused(admin_client, google_idp, profile_id):
     user = google_user(google_idp)
     google_idp.sign_id_tokens_with_unpublished_key()

@@ -26,8 +26,12 @@ ACCOUNT_TYPES: dict[str, AccountType] = {
         AccountType("POP3", "POP3", "pop3", "plain", 110),
         AccountType("POP3S", "POP3S", "pop3", "ssl", 995),
         AccountType("POP3TLS", "POP3TLS (STLS)", "pop3", "starttls", 110),
-        AccountType("IMAPOAuth2", "IMAPOAuth2 (Microsoft 365, Google)", "imap", "ssl", 993, oauth2=True),
-        AccountType("POP3OAuth2", "POP3OAuth2 (Microsoft 365, Google)", "pop3", "ssl", 995, oauth2=True),
+        AccountType(
+            "IMAPOAuth2", "IMAPOAuth2 (Microsoft 365, Google)", "imap", "ssl", 993, oauth2=True
+        ),
+        AccountType(
+            "POP3OAuth2", "POP3OAuth2 (Microsoft 365, Google)", "pop3", "ssl", 995, oauth2=True
+        ),
     ]
 }
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import secrets
 import threading
 import time
@@ -33,6 +32,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from .jwt_rs256 import SigningKey, s256_challenge, shared_key
+from .server import LocalIdentityProvider
 
 MAIL_SCOPE = "https://mail.google.com/"
 KNOWN_SCOPES = frozenset({MAIL_SCOPE, "openid", "email", "profile"})
@@ -115,6 +115,7 @@ class LocalGoogleProvider:
         self._id_key: SigningKey = shared_key("google-id")
         self._unpublished_key: SigningKey = shared_key("graph")
         self._sign_id_tokens_with_unpublished_key = False
+        self._withhold_refresh_tokens = False
         self._clients: dict[str, _Client] = {}
         self._users: dict[str, _User] = {}
         self._codes: dict[str, _Code] = {}
@@ -209,6 +210,12 @@ class LocalGoogleProvider:
         with self._lock:
             self._sign_id_tokens_with_unpublished_key = enabled
 
+    def withhold_refresh_tokens(self, enabled: bool = True) -> None:
+        """Answer consents without a refresh token, whatever was asked (offline access
+        blocked for the app)."""
+        with self._lock:
+            self._withhold_refresh_tokens = enabled
+
     def revoke_refresh_tokens(self, email: str) -> None:
         """The user removed the app's access (myaccount.google.com) or changed the password."""
         with self._lock:
@@ -238,22 +245,9 @@ class LocalGoogleProvider:
             response = getattr(self, "_handle_" + endpoint)(request)
         return response(environ, start_response)
 
-    @staticmethod
-    def _json(body: dict, status: int = 200) -> Response:
-        return Response(
-            json.dumps(body),
-            status=status,
-            content_type="application/json; charset=utf-8",
-            headers={"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate"},
-        )
-
-    @staticmethod
-    def _html(title: str, body: str, status: int = 200) -> Response:
-        page = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
-        )
-        return Response(page, status=status, content_type="text/html; charset=utf-8")
+    # The same JSON and HTML answers as the Microsoft look-alike.
+    _json = staticmethod(LocalIdentityProvider._json)
+    _html = staticmethod(LocalIdentityProvider._html)
 
     def _error_page(self, err: GoogleError) -> Response:
         """Google's "Access blocked" page: no redirect to an untrusted redirect URI."""
@@ -375,7 +369,7 @@ class LocalGoogleProvider:
 
     def _gets_refresh_token(self, user: _User, params: dict[str, str]) -> bool:
         """Offline access gives a refresh token on the first consent, or with prompt=consent."""
-        if params["access_type"] != "offline":
+        if params["access_type"] != "offline" or self._withhold_refresh_tokens:
             return False
         key = (params["client_id"], user.email.lower())
         first = key not in self._consented

@@ -1,4 +1,5 @@
-"""OAuth2 (Microsoft 365, Google, Custom) for mail accounts: profiles, the consent flow and the token store.
+"""OAuth2 (Microsoft 365, Google, Custom) for mail accounts: profiles, the consent flow and
+the token store.
 
 The engine (imported by the fetch engine; imports no screen, form or CLI):
 - providers.py: provider presets (MicrosoftAzure, Google, Custom), URL templates, scopes per

@@ -266,9 +266,10 @@ def sign_in(pending: Pending, code: str) -> tuple[dict, str]:
     if not token.get("refresh_token"):
         # Without one the mailbox would stop after an hour, when the access token expires.
         raise LinkError(
-            "The provider sent no refresh token, so the mailbox could be fetched for an hour "
-            "only. Google sends one with access_type=offline and prompt=consent (both are "
-            "sent); check that the app may ask for offline access, then sign in again."
+            "The provider sent no refresh token, so the mailbox would stop when the access "
+            "token expires (about an hour). Postmaster asks for offline access (Microsoft: "
+            "offline_access; Google: access_type=offline, prompt=consent): check that the app "
+            "may have it, then sign in again."
         )
     expected_name = str(data.get("username", "")).strip()
     if not data.get("shared_mailbox") and signed_in != expected_name.lower():
