@@ -13,8 +13,9 @@ from tests.browser import sign_in as plain_sign_in
 from tests.browser import wait_for
 from tests.conftest import ADMIN_NAME, ADMIN_PASSWORD
 from tests.fetching import port_for
+from tests.test_forms_clear import linked_account
 from webapp.extensions import db
-from webapp.models import MailAccount, OAuth2Profile, OAuth2Token
+from webapp.models import MailAccount, OAuth2Profile
 
 pytestmark = pytest.mark.browser
 
@@ -275,21 +276,7 @@ def test_every_linked_account_has_a_reauthorize_button(browser, live_server):
     from selenium.webdriver.common.by import By
 
     with live_server.app.app_context():
-        profile = OAuth2Profile(
-            name="M365", provider="MicrosoftAzure", client_id="c", tenant_id="t"
-        )
-        db.session.add(profile)
-        db.session.flush()
-        account = MailAccount(
-            type="IMAPOAuth2",
-            username="shared@contoso.test",
-            host="outlook.office365.com",
-            oauth2_profile_id=profile.id,
-        )
-        account.oauth2_token = OAuth2Token(access_token="a", refresh_token="r", linked_by="alex")
-        db.session.add(account)
-        db.session.commit()
-        account_id = account.id
+        account_id = linked_account(linked_by="alex").id
     driver = browser
     sign_in(driver, live_server)
     for path in ("/mail-accounts/", f"/mail-accounts/{account_id}"):

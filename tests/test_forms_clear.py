@@ -11,6 +11,7 @@ import pytest
 
 from tests.fetching import add_account, port_for
 from tests.idp.fixtures import CLIENT_ID
+from tests.test_mail_accounts import form_data
 from webapp.extensions import db
 from webapp.mail_accounts.service import (
     OAUTH2_CHANGED,
@@ -38,25 +39,8 @@ def settings_data(**overrides) -> dict:
 
 
 def account_form(**overrides) -> dict:
-    data = {
-        "type": "IMAPS",
-        "username": "support@example.com",
-        "password": SECRET,
-        "host": "127.0.0.1",
-        "port": "",
-        "folder": "",
-        "trusted": "0",
-        "dispatch": "to",
-        "queue_id": "",
-        "validity": "valid",
-        "comment": "",
-        "verify_tls": "y",
-        "after_fetch": "delete",
-        "move_folder": "",
-        "fetch_interval_minutes": "",
-    }
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}
+    """The mail account form as posted (IMAPS on the loopback address, a password typed)."""
+    return form_data(**{"host": "127.0.0.1", "password": SECRET, **overrides})
 
 
 def field_html(page: str, field_id: str) -> str:

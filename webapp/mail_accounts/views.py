@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..account_types import ACCOUNT_TYPES
 from ..auth import current_admin_name
 from ..models import MailAccount
 from ..oauth.flow import browser_start
@@ -82,8 +83,9 @@ def _try_connection(form: MailAccountForm, account: MailAccount | None) -> TryRe
         return TryResult(False, "Correct the marked fields to test the connection.", [], e.errors)
     except ConnectionFailed as e:
         return TryResult(False, f"Connection failed: {e}")
-    folder = form.folder.data.strip() if form.folder.data and not form.is_oauth2() else "INBOX"
-    message = f"Connection OK: {report.message_count} messages in {folder or 'INBOX'}"
+    account_type = ACCOUNT_TYPES.get(form.type.data or "")
+    typed = (form.folder.data or "").strip() if account_type and account_type.is_imap else ""
+    message = f"Connection OK: {report.message_count} messages in {typed or 'INBOX'}"
     message += f"; {len(report.folders)} folders: pick one in IMAP Folder or Move to folder."
     return TryResult(True, message, report.folders)
 
