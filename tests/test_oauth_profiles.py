@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from tests.conftest import ADMIN_NAME, ADMIN_PASSWORD
+from tests.idp.fixtures import CLIENT_ID
 from tests.oauth_helpers import profile_by_name
 from webapp.extensions import db
 from webapp.models import OAuth2Profile
@@ -148,7 +149,7 @@ def test_profile_in_use_cannot_be_deleted(admin_client, app_ctx):
 
 def test_cli_add_reads_the_secret_from_stdin_and_list_never_shows_it(runner, app_ctx):
     args = ["oauth2-profile", "add", "--name", "Cli", "--provider", "MicrosoftAzure"]
-    args += ["--client-id", "abc", "--client-secret-stdin", "--tenant-id", "contoso.com"]
+    args += ["--client-id", CLIENT_ID, "--client-secret-stdin", "--tenant-id", "contoso.com"]
     args += ["--secret-expires", "2031-01-31"]
     result = runner.invoke(args=args, input=SECRET + "\n")
     assert result.exit_code == 0, result.output
@@ -174,7 +175,7 @@ def test_cli_add_reads_the_secret_from_stdin_and_list_never_shows_it(runner, app
 )
 def test_cli_bad_input_is_one_line_and_exit_2(runner, app_ctx, extra, message):
     args = ["oauth2-profile", "add", "--name", "Bad", "--provider", "MicrosoftAzure"]
-    args += ["--client-id", "abc", "--client-secret-stdin", *extra]
+    args += ["--client-id", CLIENT_ID, "--client-secret-stdin", *extra]
     result = runner.invoke(args=args, input=SECRET + "\n")
     assert result.exit_code == 2
     assert message in result.output

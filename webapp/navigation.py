@@ -14,6 +14,7 @@ NAV_ITEMS: list[tuple[str, str]] = [
     ("addresses.index", "Email Addresses"),
     ("settings.edit", "Settings"),
     ("status.index", "Status"),
+    ("auth.admins", "Admins"),
 ]
 
 

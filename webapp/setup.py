@@ -38,7 +38,11 @@ def setup_command(admin_name: str) -> None:
             )
         else:
             click.echo(f"Created admin {admin_name!r} with password: {password}")
-            click.echo("(shown once; change it or add admins with `flask --app wsgi admin create`)")
+            click.echo(
+                "(shown once; change it after signing in under Admins > Change my password, "
+                "or with `flask --app wsgi admin set-password "
+                f"{admin_name} --password-stdin`)"
+            )
     click.echo("Database ready.")
 
 

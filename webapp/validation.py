@@ -42,3 +42,20 @@ def is_domain(value: str) -> bool:
 def is_guid(value: str) -> bool:
     """A GUID in its usual 8-4-4-4-12 hex form (tenant and client ids)."""
     return bool(_GUID.match(value))
+
+
+def whole_number_message(minimum: int, maximum: int) -> str:
+    """The one wording for a number field's range, in its help text and its error."""
+    return f"Enter a whole number from {minimum} to {maximum}."
+
+
+def parse_whole_number(value: object, minimum: int, maximum: int) -> int | None:
+    """A whole number typed in a form or given to the CLI; None when empty.
+
+    Raises ValueError(whole_number_message) for anything else or a number out of range."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if len(text) > 18 or not re.fullmatch(r"[0-9]+", text) or not minimum <= int(text) <= maximum:
+        raise ValueError(whole_number_message(minimum, maximum))
+    return int(text)

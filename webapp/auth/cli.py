@@ -1,4 +1,4 @@
-"""`flask --app wsgi admin create NAME` and `flask --app wsgi admin set-password NAME`."""
+"""`flask --app wsgi admin create|set-password|list|delete`: the Admins screen's operations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import click
 from flask.cli import AppGroup
 
 from ..cli_common import fail, read_secret_stdin
-from .service import AdminError, create_admin, set_admin_password
+from .service import (
+    AdminError,
+    create_admin,
+    delete_admin,
+    find_admin,
+    list_admins,
+    set_admin_password,
+)
 
 admin_cli = AppGroup("admin", help="Admin users.")
 
@@ -40,3 +47,21 @@ def admin_set_password(name: str, password_stdin: bool) -> None:
     except AdminError as e:
         fail(str(e))
     click.echo(f"Password of {name!r} changed; every session of {name!r} has ended.")
+
+
+@admin_cli.command("list")
+def admin_list() -> None:
+    """The admin users, one per line."""
+    for user in list_admins():
+        click.echo(user.username)
+
+
+@admin_cli.command("delete")
+@click.argument("name")
+def admin_delete(name: str) -> None:
+    """Remove an admin (never the last one); every session of NAME ends."""
+    try:
+        delete_admin(find_admin(name), None)
+    except AdminError as e:
+        fail(str(e))
+    click.echo(f"Admin {name!r} removed.")

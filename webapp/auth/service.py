@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import AdminUser, SignInAttempt, table_of, utcnow
+from ..models import AdminUser, OAuth2PendingAuthorization, SignInAttempt, table_of, utcnow
 
 MIN_PASSWORD_LENGTH = 8
 # The same for a wrong password and an unknown user: the page must not tell which names exist.
@@ -23,7 +23,12 @@ FORGET_AFTER = timedelta(days=1)
 
 
 class AdminError(Exception):
-    """Bad input for an admin user, with a message for the admin."""
+    """Bad input for an admin user, with a message for the admin; `field` names what was
+    wrong: "username", "password" (the new one), "again" or "current"."""
+
+    def __init__(self, message: str, field: str = "password") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SignInThrottled(AdminError):
@@ -56,10 +61,12 @@ def create_admin(username: str, password: str) -> AdminUser:
     """Add an admin user with an scrypt password hash."""
     username = username.strip()
     if not username:
-        raise AdminError("The username must not be empty")
+        raise AdminError("The username must not be empty", "username")
+    if len(username) > 200 or any(not ch.isprintable() for ch in username):
+        raise AdminError("The username is too long or contains control characters", "username")
     _validate_password(password)
     if db.session.query(AdminUser).filter_by(username=username).first():
-        raise AdminError(f"An admin named {username!r} already exists")
+        raise AdminError(f"An admin named {username!r} already exists", "username")
     user = AdminUser(username=username, password_hash=generate_password_hash(password))
     db.session.add(user)
     db.session.commit()
@@ -156,3 +163,70 @@ def _insert_ignore() -> Insert:
     if db.engine.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=["address"])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=["address"])
+
+
+# ----- the Admins screen and `flask admin`: list, change one's own password, delete -----
+
+WRONG_CURRENT_PASSWORD = "The current password is wrong."
+PASSWORDS_DIFFER = "The two new passwords differ."
+
+
+def list_admins() -> list[AdminUser]:
+    """Every admin, by name."""
+    return db.session.query(AdminUser).order_by(AdminUser.username).all()
+
+
+def get_admin(admin_id: int) -> AdminUser | None:
+    """The admin with this id, or None."""
+    return db.session.get(AdminUser, admin_id)
+
+
+def check_new_password(password: str, again: str) -> None:
+    """The new password, typed twice: long enough and the same both times (AdminError)."""
+    _validate_password(password)
+    if password != again:
+        raise AdminError(PASSWORDS_DIFFER, "again")
+
+
+def change_own_password(user: AdminUser, current: str, password: str, again: str) -> int:
+    """The signed-in admin's new password; every session of `user` ends, and the new
+    session version is returned for the caller's own session. Raises AdminError."""
+    if not check_password_hash(user.password_hash, current):
+        raise AdminError(WRONG_CURRENT_PASSWORD, "current")
+    check_new_password(password, again)
+    user.password_hash = generate_password_hash(password)
+    user.session_version += 1
+    db.session.commit()
+    return user.session_version
+
+
+def delete_admin(target: AdminUser, actor: AdminUser | None) -> None:
+    """Remove an admin: never oneself (`actor`, None from the CLI) and never the last one.
+
+    Every admin row is locked first, so two admins removing each other at once cannot leave
+    none. Raises AdminError."""
+    if actor is not None and actor.id == target.id:
+        raise AdminError("You cannot remove yourself: another admin can.")
+    target_id, name = target.id, target.username
+    remaining = db.session.query(AdminUser).with_for_update().populate_existing().all()
+    if target_id not in {a.id for a in remaining}:
+        db.session.rollback()
+        raise AdminError(f"There is no admin named {name!r}")
+    if len(remaining) <= 1:
+        db.session.rollback()
+        raise AdminError(f"{name!r} is the last admin and cannot be removed.")
+    db.session.execute(
+        delete(OAuth2PendingAuthorization).where(
+            OAuth2PendingAuthorization.admin_user_id == target_id
+        )
+    )
+    db.session.execute(delete(AdminUser).where(AdminUser.id == target_id))
+    db.session.commit()
+
+
+def find_admin(username: str) -> AdminUser:
+    """The admin with this name (AdminError when there is none)."""
+    user = db.session.query(AdminUser).filter_by(username=username.strip()).first()
+    if user is None:
+        raise AdminError(f"There is no admin named {username!r}")
+    return user

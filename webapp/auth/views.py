@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -20,9 +21,21 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from ..extensions import db
+from ..formfields import ask_again
 from ..models import AdminUser
-from .forms import LoginForm
-from .service import AdminError, Throttle, authenticate, end_sessions
+from .forms import AddAdminForm, ChangePasswordForm, LoginForm
+from .service import (
+    AdminError,
+    Throttle,
+    authenticate,
+    change_own_password,
+    check_new_password,
+    create_admin,
+    delete_admin,
+    end_sessions,
+    get_admin,
+    list_admins,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -138,3 +151,76 @@ def current_admin_name() -> str | None:
     """The signed-in admin's name, for the Created/Changed by columns."""
     admin = getattr(g, "admin", None)
     return admin.username if admin is not None else None
+
+
+# ----- the Admins screen: change one's own password, add and remove admins -----
+
+
+@bp.route("/admins/")
+def admins() -> str:
+    return render_template("auth/admins.html", admins=list_admins(), me=g.admin)
+
+
+@bp.route("/admins/password", methods=["GET", "POST"])
+def change_password() -> Response | str:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            version = change_own_password(
+                g.admin,
+                form.current_password.data,
+                form.new_password.data,
+                form.new_password_again.data,
+            )
+        except AdminError as e:
+            target = {"current": form.current_password, "again": form.new_password_again}.get(
+                e.field, form.new_password
+            )
+            target.errors = [*target.errors, str(e)]
+        else:
+            session["session_version"] = version  # this browser stays signed in
+            flash("Your password was changed; your other sessions have ended.", "success")
+            return redirect(url_for("auth.admins"))
+    if request.method == "POST":
+        for field in (form.current_password, form.new_password, form.new_password_again):
+            ask_again(field, "password")
+    return render_template("auth/password.html", form=form)
+
+
+@bp.route("/admins/add", methods=["GET", "POST"])
+def add_admin() -> Response | str:
+    form = AddAdminForm()
+    if form.validate_on_submit():
+        try:
+            check_new_password(form.password.data, form.password_again.data)
+            user = create_admin(form.username.data, form.password.data)
+        except AdminError as e:
+            target = {"username": form.username, "again": form.password_again}.get(
+                e.field, form.password
+            )
+            target.errors = [*target.errors, str(e)]
+        else:
+            flash(f"Admin {user.username} added.", "success")
+            return redirect(url_for("auth.admins"))
+    if request.method == "POST":
+        ask_again(form.password, "password")
+        ask_again(form.password_again, "password")
+    return render_template("auth/admin_form.html", form=form)
+
+
+@bp.route("/admins/<int:admin_id>/delete", methods=["GET", "POST"])
+def remove_admin(admin_id: int) -> Response | str:
+    """GET: the confirmation page; POST: remove (never yourself, never the last admin)."""
+    target = get_admin(admin_id)
+    if target is None:
+        abort(404)
+    if request.method == "GET":
+        return render_template("auth/admin_delete.html", target=target, me=g.admin)
+    name = target.username
+    try:
+        delete_admin(target, g.admin)
+    except AdminError as e:
+        flash(str(e), "error")
+    else:
+        flash(f"Admin {name} removed; their sessions have ended.", "success")
+    return redirect(url_for("auth.admins"))

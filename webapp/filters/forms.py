@@ -9,17 +9,18 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
-    IntegerField,
     SelectField,
     StringField,
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import Optional
 
 from ..account_types import VALIDITIES
+from ..formfields import whole_number_field
 from ..postmaster.filters import MAX_ACTIONS, MAX_CONDITIONS, SET_HEADERS, Condition
 from .service import FilterInput
+
+MAX_ARTICLE_ID = 2**31 - 1  # ids are 32-bit integers
 
 
 class ConditionForm(Form):
@@ -52,10 +53,12 @@ class FilterForm(FlaskForm):
         render_kw={"rows": 8, "spellcheck": "false"},
         description="Paste a whole message (headers and body) to see what this filter does.",
     )
-    test_article = IntegerField(
+    test_article = whole_number_field(
         "or a stored article (id)",
-        validators=[Optional()],
-        description="The raw mail of an article already fetched.",
+        1,
+        MAX_ARTICLE_ID,
+        required=False,
+        help_text="The raw mail of an article already fetched.",
     )
     submit = SubmitField("Save")
     test = SubmitField("Test")

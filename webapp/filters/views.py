@@ -50,8 +50,8 @@ def _show_errors(form: FilterForm, error: ValidationError) -> None:
 def _run_test(form: FilterForm) -> FilterReport | None:
     """The Test button: the filter as typed against the pasted message; stores nothing."""
     try:
-        if form.test_article.data:
-            raw = article_source(form.test_article.data)
+        if (form.test_article.data or "").strip():
+            raw = article_source(int(form.test_article.data))
         else:
             raw = (form.test_message.data or "").encode("utf-8", "surrogateescape")
         return try_filter(form_input(form), raw)

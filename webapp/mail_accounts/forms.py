@@ -24,9 +24,10 @@ from ..account_types import (
     VALIDITIES,
 )
 from ..extensions import db
+from ..formfields import Required, ask_again, range_help
 from ..models import MailAccount, OAuth2Profile, Queue
 from ..oauth.providers import default_mail_host
-from .validators import MailAccountInput
+from .validators import MAX_FETCH_INTERVAL, MAX_PORT, MailAccountInput
 
 TRUSTED_HELP = (
     "If Yes is selected, any X-OTOBO headers attached to an incoming message are evaluated "
@@ -43,15 +44,6 @@ VERIFY_TLS_HELP = (
     "and the mail server can read the password and the mail). Only turn it off for a mail "
     "server with a self-signed certificate on a network you trust."
 )
-
-
-class Required:
-    """Marks a field as mandatory (asterisk, required attribute); the service checks it."""
-
-    field_flags = {"required": True}
-
-    def __call__(self, form: FlaskForm, field: Any) -> None:
-        return None
 
 
 # Per-type facts for static/mail_accounts.js (port placeholder, which fields to show).
@@ -71,7 +63,9 @@ class MailAccountForm(FlaskForm):
         validators=[Required()],
         render_kw={"data-types": TYPE_INFO, "data-oauth2-host": OAUTH2_DEFAULT_HOST},
     )
-    oauth2_profile_id = SelectField("Profile", choices=[], validate_choice=False)
+    oauth2_profile_id = SelectField(
+        "Profile", choices=[], validate_choice=False, validators=[Required()]
+    )
     shared_mailbox = BooleanField(
         "Shared mailbox",
         description="Sign in at the provider as a user with access to this shared mailbox.",
@@ -83,7 +77,11 @@ class MailAccountForm(FlaskForm):
         validators=[Required()],
         description="Host name or IP address, e.g. imap.example.com (host:port also works).",
     )
-    port = StringField("Port", render_kw={"inputmode": "numeric"})
+    port = StringField(
+        "Port",
+        render_kw={"inputmode": "numeric"},
+        description=range_help(1, MAX_PORT, "Empty: the type's default port."),
+    )
     folder = StringField("IMAP Folder", description="Empty means INBOX.")
     trusted = SelectField(
         "Trusted",
@@ -121,10 +119,15 @@ class MailAccountForm(FlaskForm):
     fetch_interval_minutes = StringField(
         "Fetch interval (minutes)",
         render_kw={"inputmode": "numeric"},
-        description="Empty: the interval from the Settings screen.",
+        description=range_help(
+            1, MAX_FETCH_INTERVAL, "Empty: the interval from the Settings screen."
+        ),
     )
     submit = SubmitField("Save")
     submit_finish = SubmitField("Save and finish")
+    # Try the values typed, before saving (the result comes back on the form).
+    test = SubmitField("Test connection")
+    list_folders = SubmitField("List folders")
 
     def __init__(self, *args: Any, account: MailAccount | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -215,6 +218,15 @@ class MailAccountForm(FlaskForm):
         """The selected type signs in with OAuth2."""
         account_type = ACCOUNT_TYPES.get(self.type.data or "")
         return bool(account_type and account_type.oauth2)
+
+    def wants_test(self) -> bool:
+        """Test connection or List folders was pressed: try the values, save nothing."""
+        return bool(self.test.data or self.list_folders.data)
+
+    def ask_password_again(self) -> None:
+        """The form comes back after a POST: a password typed is never sent back, so say so."""
+        if not self.is_oauth2():
+            ask_again(self.password, "password")
 
     def add_errors(self, errors: dict[str, str]) -> None:
         """Show the service's {field: message} errors at their fields."""

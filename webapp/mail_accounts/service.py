@@ -307,6 +307,49 @@ def check_connection(account: MailAccount) -> ConnectionReport:
         raise ConnectionFailed(e.admin_message) from None
 
 
+# The fields a connection test reads: other problems (queue, move folder, ...) do not stop it.
+CONNECTION_FIELDS = ("type", "username", "host", "port", "password", "folder", "oauth2_profile_id")
+OAUTH2_NOT_LINKED = (
+    "An OAuth2 account is tested with its stored sign-in, and this one has none yet: save it "
+    "(you are sent to the provider's sign-in), then use Test connection."
+)
+OAUTH2_CHANGED = (
+    "The stored sign-in is for the saved settings, not the ones typed here: save the account "
+    "to sign in at the provider again, then use Test connection."
+)
+
+
+def check_unsaved_connection(
+    data: MailAccountInput, account: MailAccount | None
+) -> ConnectionReport:
+    """Test what was typed in the form before it is saved: log in, list folders, count.
+
+    Nothing is stored: the password typed is used for this test only; with `account` given
+    and no password typed, the stored one is used (unless the server changed). OAuth2 types
+    need the account's stored tokens, for unchanged sign-in settings. Raises ValidationError
+    (only for the fields a connection needs) or ConnectionFailed."""
+    values, errors = clean(data, account, duplicates=False)
+    errors = {k: v for k, v in errors.items() if k in CONNECTION_FIELDS}
+    if errors:
+        raise ValidationError(errors)
+    if ACCOUNT_TYPES[values["type"]].oauth2:
+        if account is None or account.oauth2_token is None or account.needs_reauth:
+            raise ConnectionFailed(OAUTH2_NOT_LINKED)
+        if needs_consent(data, account):
+            raise ConnectionFailed(OAUTH2_CHANGED)
+        return check_connection(account)
+    trial = MailAccount(  # never added to the session: nothing is written
+        type=values["type"],
+        username=values["username"],
+        host=values["host"],
+        port=values["port"],
+        folder=values["folder"],
+        verify_tls=values["verify_tls"],
+    )
+    trial.password = values.get("password") or (account.password if account else None)
+    return check_connection(trial)
+
+
 def request_fetch_now(account: MailAccount) -> None:
     """Mark the account due now; the scheduler fetches it within seconds."""
     request_fetch(account)

@@ -23,10 +23,11 @@ from ..account_types import (
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile, Queue
 from ..oauth.providers import default_mail_host
-from ..validation import is_valid_host
+from ..validation import is_valid_host, parse_whole_number
 
 PASSWORD_AGAIN = "Enter the password again: the host, port or type changed"
 MAX_FETCH_INTERVAL = 24 * 60
+MAX_PORT = 65535
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -199,13 +200,10 @@ def _default_oauth2_host(c: _Check) -> str:
 
 def _check_port(c: _Check, port_text: str) -> int | None:
     try:
-        port = _int(port_text)
-        if port is not None and not 1 <= port <= 65535:
-            raise ValueError(port_text)
-    except ValueError:
-        c.errors.setdefault("port", "The port must be a number from 1 to 65535.")
+        return parse_whole_number(port_text, 1, MAX_PORT)
+    except ValueError as e:
+        c.errors.setdefault("port", str(e))
         return None
-    return port
 
 
 def _check_password(c: _Check) -> None:
@@ -314,13 +312,9 @@ def _check_move_folder(c: _Check) -> None:
 
 def _check_fetch_interval(c: _Check) -> None:
     try:
-        interval = _int(c.data.fetch_interval_minutes)
-        if interval is not None and not 1 <= interval <= MAX_FETCH_INTERVAL:
-            raise ValueError(interval)
-    except ValueError:
-        c.errors["fetch_interval_minutes"] = (
-            f"The fetch interval must be a number of minutes from 1 to {MAX_FETCH_INTERVAL}."
-        )
+        interval = parse_whole_number(c.data.fetch_interval_minutes, 1, MAX_FETCH_INTERVAL)
+    except ValueError as e:
+        c.errors["fetch_interval_minutes"] = str(e)
         interval = None
     c.values["fetch_interval_minutes"] = interval
 
@@ -380,12 +374,15 @@ _CHECKS: tuple[Callable[[_Check], None], ...] = (
 
 
 def clean(
-    data: MailAccountInput, account: MailAccount | None
+    data: MailAccountInput, account: MailAccount | None, duplicates: bool = True
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validated, normalized column values and {field: message} errors (for `account` if given)."""
+    """Validated, normalized column values and {field: message} errors (for `account` if given).
+
+    duplicates=False skips the check for another account on the same mailbox (a connection
+    test of unsaved values may try it)."""
     c = _Check(data, account)
     for check in _CHECKS:
         check(c)
-    if not c.errors:
+    if duplicates and not c.errors:
         _check_duplicate(c)
     return c.values, c.errors

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from dataclasses import asdict, dataclass, field
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..account_types import ACCOUNT_TYPES
 from ..auth import current_admin_name
 from ..models import MailAccount
 from ..oauth.flow import browser_start
@@ -14,6 +17,7 @@ from .forms import MailAccountForm
 from .service import (
     ConnectionFailed,
     check_connection,
+    check_unsaved_connection,
     count_mail_accounts,
     create_mail_account,
     delete_mail_account,
@@ -60,10 +64,62 @@ def index() -> str:
     )
 
 
+@dataclass
+class TryResult:
+    """What Test connection / List folders on unsaved values found (never a secret)."""
+
+    ok: bool
+    message: str
+    folders: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _try_connection(form: MailAccountForm, account: MailAccount | None) -> TryResult:
+    """Test the values typed in `form` (validated, CSRF checked); nothing is saved."""
+    try:
+        report = check_unsaved_connection(form.to_input(), account)
+    except ValidationError as e:
+        form.add_errors(e.errors)
+        return TryResult(False, "Correct the marked fields to test the connection.", [], e.errors)
+    except ConnectionFailed as e:
+        return TryResult(False, f"Connection failed: {e}")
+    account_type = ACCOUNT_TYPES.get(form.type.data or "")
+    typed = (form.folder.data or "").strip() if account_type and account_type.is_imap else ""
+    message = f"Connection OK: {report.message_count} messages in {typed or 'INBOX'}"
+    message += f"; {len(report.folders)} folders: pick one in IMAP Folder or Move to folder."
+    return TryResult(True, message, report.folders)
+
+
+def _render_form(
+    form: MailAccountForm, account: MailAccount | None, tried: TryResult | None = None
+) -> str:
+    if request.method == "POST":
+        form.ask_password_again()
+    runs = recent_fetch_runs(account) if account is not None else []
+    return render_template(
+        "mail_accounts/form.html", form=form, account=account, runs=runs, tried=tried
+    )
+
+
+@bp.route("/try", methods=["POST"])
+@bp.route("/<int:account_id>/try", methods=["POST"])
+def try_connection(account_id: int | None = None) -> Response:
+    """Test connection / List folders from the form's script: the same test, as JSON."""
+    account = _get_account(account_id) if account_id is not None else None
+    form = MailAccountForm(account=account)
+    if not form.validate():  # the CSRF token
+        errors = {name: " ".join(map(str, found)) for name, found in form.errors.items()}
+        result = TryResult(False, "The form expired: reload the page.", [], errors)
+        return jsonify(asdict(result))
+    return jsonify(asdict(_try_connection(form, account)))
+
+
 @bp.route("/add", methods=["GET", "POST"])
 def add() -> Response | str:
     form = MailAccountForm()
     if form.validate_on_submit():
+        if form.wants_test():
+            return _render_form(form, None, _try_connection(form, None))
         data = form.to_input()
         try:
             if form.is_oauth2():
@@ -77,7 +133,7 @@ def add() -> Response | str:
             return redirect(url_for("mail_accounts.index"))
         except ValidationError as e:
             form.add_errors(e.errors)
-    return render_template("mail_accounts/form.html", form=form, account=None, runs=[])
+    return _render_form(form, None)
 
 
 @bp.route("/<int:account_id>", methods=["GET", "POST"])
@@ -87,6 +143,8 @@ def edit(account_id: int) -> Response | str:
     if form is None:
         form = MailAccountForm.for_account(account)
     elif form.validate_on_submit():
+        if form.wants_test():
+            return _render_form(form, account, _try_connection(form, account))
         data = form.to_input()
         finish = bool(form.submit_finish.data)
         try:
@@ -105,8 +163,7 @@ def edit(account_id: int) -> Response | str:
             return redirect(url_for("mail_accounts.edit", account_id=account.id))
         except ValidationError as e:
             form.add_errors(e.errors)
-    runs = recent_fetch_runs(account)
-    return render_template("mail_accounts/form.html", form=form, account=account, runs=runs)
+    return _render_form(form, account)
 
 
 def _flash_host_warning(account: MailAccount | None, data: MailAccountInput) -> None:

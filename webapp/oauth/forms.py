@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, SubmitField, TextAreaField
 
 from ..account_types import VALIDITIES
+from ..formfields import ask_again
 from ..models import OAuth2Profile
 from ..timefmt import iso_date
 from .providers import PROVIDERS, SECRET_WARNING_DAYS
@@ -110,6 +111,10 @@ class ProfileForm(FlaskForm):
             secret_expires_on=self.secret_expires_on.data,
             comment=self.comment.data,
         )
+
+    def ask_secret_again(self) -> None:
+        """The form comes back after a POST: a secret typed is never sent back, so say so."""
+        ask_again(self.client_secret, "client secret")
 
     def add_errors(self, errors: dict[str, str]) -> None:
         """Show the service's {field: message} errors at their fields."""

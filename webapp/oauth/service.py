@@ -15,7 +15,7 @@ from ..account_types import VALIDITIES
 from ..extensions import db
 from ..models import MailAccount, OAuth2Profile
 from ..timefmt import iso_date
-from ..validation import ValidationError
+from ..validation import ValidationError, is_guid
 from .providers import PROVIDERS, SECRET_WARNING_DAYS, Provider, tenant_error, url_error
 
 
@@ -48,6 +48,8 @@ def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dic
     _check_name(data, profile, values, errors)
     provider = PROVIDERS.get(_check_provider(data, values, errors))
     _check_client(data, profile, values, errors)
+    if provider is not None and provider.name == "MicrosoftAzure":
+        _check_microsoft_client_id(values, errors)
     _check_tenant(data, provider, values, errors)
     for name in CUSTOM_URL_FIELDS:
         values[name] = None
@@ -105,6 +107,19 @@ def _check_client(
         values["client_secret"] = secret
     elif profile is None or not profile.client_secret:
         errors["client_secret"] = "Enter the client secret's Value (not its Secret ID)."
+
+
+CLIENT_ID_NOT_GUID = (
+    "A Microsoft client ID is a GUID like 0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d: copy the "
+    "Application (client) ID from the app registration's Overview (not its name or a secret)."
+)
+
+
+def _check_microsoft_client_id(values: dict, errors: dict[str, str]) -> None:
+    """Microsoft's Application (client) ID is always a GUID (AADSTS700016 otherwise)."""
+    client_id = values.get("client_id") or ""
+    if client_id and "client_id" not in errors and not is_guid(client_id):
+        errors["client_id"] = CLIENT_ID_NOT_GUID
 
 
 SECRET_AGAIN = "Enter the client secret again: where it is sent changed"

@@ -116,6 +116,8 @@ def delete(profile_id: int) -> Response:
 
 
 def _render_form(form: ProfileForm, profile: OAuth2Profile | None) -> str:
+    if request.method == "POST":
+        form.ask_secret_again()
     return render_template(
         "oauth/profile_form.html",
         form=form,

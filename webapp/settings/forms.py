@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, NumberRange
+from wtforms import SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired
 
 from ..extensions import db
+from ..formfields import Required, whole_number_field
 from ..models import Queue
 from .store import SETTINGS
 
@@ -19,15 +20,13 @@ def settings_form(data: dict[str, str]) -> FlaskForm:
 
     queues = [(q.name, q.name) for q in db.session.query(Queue).order_by(Queue.name)]
     for spec in SETTINGS.values():
-        field: IntegerField | SelectField | StringField
+        field: SelectField | StringField
         if spec.kind == "int":
-            field = IntegerField(
-                spec.label,
-                validators=[DataRequired(), NumberRange(spec.minimum, spec.maximum)],
-                description=spec.help,
-            )
+            field = whole_number_field(spec.label, spec.minimum, spec.maximum, help_text=spec.help)
         elif spec.kind == "queue":
-            field = SelectField(spec.label, choices=queues, description=spec.help)
+            field = SelectField(
+                spec.label, choices=queues, description=spec.help, validators=[Required()]
+            )
         else:
             field = StringField(spec.label, validators=[DataRequired()], description=spec.help)
         setattr(SettingsForm, spec.key, field)
