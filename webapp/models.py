@@ -108,7 +108,7 @@ class OAuth2Profile(AuditMixin, Model):
     __tablename__ = "oauth2_profile"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    provider: Mapped[str] = mapped_column(String(50))  # "MicrosoftAzure" | "Custom"
+    provider: Mapped[str] = mapped_column(String(50))  # a key of oauth.providers.PROVIDERS
     client_id: Mapped[str] = mapped_column(String(200))
     client_secret: Mapped[str | None] = mapped_column(EncryptedText)
     tenant_id: Mapped[str] = mapped_column(String(200))
@@ -117,6 +117,15 @@ class OAuth2Profile(AuditMixin, Model):
     validity: Mapped[str] = mapped_column(String(30), default="valid")
     secret_expires_on: Mapped[date | None] = mapped_column(Date)
     comment: Mapped[str | None] = mapped_column(Text)
+    # "delegated" (a person's browser consent per account) | "app_only" (client credentials).
+    grant: Mapped[str] = mapped_column(String(20), default="delegated", server_default="delegated")
+    # "secret" (client_secret) | "certificate" (private_key_jwt signed with private_key).
+    credential: Mapped[str] = mapped_column(String(20), default="secret", server_default="secret")
+    private_key: Mapped[str | None] = mapped_column(EncryptedText)  # PEM, never shown back
+    certificate: Mapped[str | None] = mapped_column(Text)  # PEM, public
+    # The app-only access token, shared by every account of the profile and every process.
+    app_access_token: Mapped[str | None] = mapped_column(EncryptedText)
+    app_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class MailAccount(AuditMixin, Model):

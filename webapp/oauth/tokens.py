@@ -10,45 +10,32 @@ from typing import NoReturn
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import MailAccount, OAuth2Profile, OAuth2Token, utcnow
+from ..models import MailAccount, OAuth2Token, utcnow
+from .app_tokens import app_access_token
+from .client import (
+    REFRESH_MARGIN,
+    TOKEN_REQUEST_TIMEOUT,
+    OAuth2TokenError,
+    oauth_client,
+)
 from .errors import REAUTH_ERRORS, TRANSIENT_ERRORS, explain
 from .providers import endpoint_error, endpoints_for, scopes_for
 
 logger = logging.getLogger(__name__)
 
-# Refresh this long before the access token expires, so a fetch never starts with a token
-# that dies halfway.
-REFRESH_MARGIN = timedelta(minutes=5)
-# Short: on SQLite the refresh holds the database write lock while it waits for the provider.
-TOKEN_REQUEST_TIMEOUT = 15.0
+__all__ = [
+    "REFRESH_MARGIN",
+    "TOKEN_REQUEST_TIMEOUT",
+    "OAuth2TokenError",
+    "access_token_for",
+    "oauth_client",
+    "store_tokens",
+]
+
 REAUTH_HINT = "press Re-authorize on the mail account"
-
-
-class OAuth2TokenError(Exception):
-    """No access token: `fetch_status` is reauth, warning (transient) or error."""
-
-    def __init__(self, admin_message: str, fetch_status: str) -> None:
-        super().__init__(admin_message)
-        self.admin_message = admin_message
-        self.fetch_status = fetch_status
-
-
-def oauth_client(
-    profile: OAuth2Profile, redirect_uri: str | None = None, scope: str | None = None
-) -> OAuth2Session:
-    """An Authlib client for one profile: PKCE S256, the secret in the POST body."""
-    return OAuth2Session(
-        client_id=profile.client_id,
-        client_secret=profile.client_secret,
-        scope=scope,
-        redirect_uri=redirect_uri,
-        code_challenge_method="S256",
-        token_endpoint_auth_method="client_secret_post",
-    )
 
 
 def _expires_at(token: dict) -> datetime:
@@ -89,8 +76,12 @@ def access_token_for(account: MailAccount) -> str:
     """A valid access token for the account, refreshed when it is about to expire.
 
     Raises OAuth2TokenError after committing the bookkeeping (needs_reauth, last_error),
-    because the fetch rolls back its own transaction on errors.
+    because the fetch rolls back its own transaction on errors. An app-only profile's token
+    is the profile's, shared by all its accounts (see app_tokens).
     """
+    profile = account.oauth2_profile
+    if profile is not None and profile.grant == "app_only":
+        return app_access_token(profile)
     row = account.oauth2_token
     if row is not None and _usable(row) and row.access_token:
         return row.access_token
