@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 
@@ -13,7 +14,8 @@ from tests.fetching import port_for
 from tests.mailgen import make_mail
 from tests.oauth_helpers import account_by_username, account_form
 from webapp.extensions import db
-from webapp.models import OAuth2Profile, Ticket
+from webapp.models import MailAccount, OAuth2Profile, Ticket
+from webapp.oauth.tokens import access_token_for
 from webapp.postmaster.fetch import fetch_account
 
 
@@ -175,3 +177,42 @@ def test_cli_adds_an_app_only_profile_and_an_account_checked_at_once(
     refused = add(stranger)
     assert refused.exit_code == 2
     assert "--username:" in refused.output and "Add-MailboxPermission" in refused.output
+
+
+def test_concurrent_fetches_of_a_profiles_accounts_share_one_token_request(
+    app, app_ctx, idp, ms_tenant, dovecot
+):
+    app_ready(idp, ms_tenant, dovecot)
+    profile_id = make_app_profile(idp, ms_tenant)
+    account_ids = []
+    for i in range(4):
+        account = MailAccount(
+            type="IMAPOAuth2", username=f"box{i}@contoso.test", host="127.0.0.1",
+            oauth2_profile_id=profile_id,
+        )  # fmt: skip
+        db.session.add(account)
+        db.session.commit()
+        account_ids.append(account.id)
+    tokens: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(account_ids))
+
+    def fetcher(account_id: int) -> None:
+        with app.app_context():
+            try:
+                account = db.session.get(MailAccount, account_id)
+                barrier.wait()
+                tokens.append(access_token_for(account))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=fetcher, args=(i,)) for i in account_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(tokens) == 4 and len(set(tokens)) == 1
+    assert len(idp.app_token_requests()) == 1
