@@ -216,3 +216,14 @@ def test_concurrent_fetches_of_a_profiles_accounts_share_one_token_request(
     assert errors == []
     assert len(tokens) == 4 and len(set(tokens)) == 1
     assert len(idp.app_token_requests()) == 1
+
+
+def test_a_mailbox_permission_removed_later_fails_the_fetch_with_the_fix(
+    admin_client, idp, ms_tenant, dovecot, app_profile
+):
+    mailbox = granted_mailbox(idp, ms_tenant, dovecot)
+    assert add_account(admin_client, dovecot, app_profile, mailbox).status_code == 302
+    idp._mailbox_grants[ms_tenant.client_id].discard(mailbox.lower())  # Remove-MailboxPermission
+    result = fetch_account(account_by_username(mailbox).id)
+    assert result.status == "error"
+    assert "Add-MailboxPermission" in result.message
