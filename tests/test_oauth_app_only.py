@@ -15,6 +15,7 @@ from tests.mailgen import make_mail
 from tests.oauth_helpers import account_by_username, account_form
 from webapp.extensions import db
 from webapp.models import MailAccount, OAuth2Profile, Ticket
+from webapp.oauth.service import ProfileInput, update_profile
 from webapp.oauth.tokens import access_token_for
 from webapp.postmaster.fetch import fetch_account
 
@@ -227,3 +228,36 @@ def test_a_mailbox_permission_removed_later_fails_the_fetch_with_the_fix(
     result = fetch_account(account_by_username(mailbox).id)
     assert result.status == "error"
     assert "Add-MailboxPermission" in result.message
+
+
+def test_switching_a_profile_to_app_only_keeps_its_accounts_fetching(
+    admin_client, idp, ms_tenant, dovecot, app_profile
+):
+    profile = db.session.get(OAuth2Profile, app_profile)
+    mailbox = granted_mailbox(idp, ms_tenant, dovecot)
+    assert add_account(admin_client, dovecot, app_profile, mailbox).status_code == 302
+    account_id = account_by_username(mailbox).id
+    to_delegated = input_from_profile(profile, grant="delegated", client_secret="")
+    update_profile(profile, to_delegated, "test")
+    assert db.session.get(MailAccount, account_id).needs_reauth is True  # a person must sign in
+    update_profile(profile, input_from_profile(profile, grant="app_only"), "test")
+    account = db.session.get(MailAccount, account_id)
+    assert account.needs_reauth is False
+    dovecot.deliver(mailbox, make_mail(subject="Back to app-only"))
+    assert fetch_account(account_id).status == "ok"
+
+
+def input_from_profile(profile: OAuth2Profile, **changes) -> ProfileInput:
+    data = ProfileInput(
+        name=profile.name,
+        provider=profile.provider,
+        client_id=profile.client_id,
+        tenant_id=profile.tenant_id,
+        authorize_url=profile.authorize_url,
+        token_url=profile.token_url,
+        grant=profile.grant,
+        credential=profile.credential,
+    )
+    for key, value in changes.items():
+        setattr(data, key, value)
+    return data

@@ -989,6 +989,7 @@ class LocalIdentityProvider(AppOnlyMixin):
                 "token_endpoint_auth_methods_supported": [
                     "client_secret_post",
                     "client_secret_basic",
+                    "private_key_jwt",
                 ],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "subject_types_supported": ["pairwise"],

@@ -222,11 +222,26 @@ def update_profile(profile: OAuth2Profile, data: ProfileInput, actor: str | None
     if errors:
         db.session.rollback()
         raise ValidationError(errors)
+    grant_changed = values["grant"] != profile.grant
     for key, value in values.items():
         setattr(profile, key, value)
     forget_app_token(profile)  # taken with the old settings
+    if grant_changed:
+        _switch_accounts_grant(profile)
     profile.changed_by = actor
     db.session.commit()
+
+
+def _switch_accounts_grant(profile: OAuth2Profile) -> None:
+    """App-only now: the accounts' own sign-ins are no longer used (nor needed). Delegated
+    now: each account needs a person's sign-in (Re-authorize)."""
+    accounts = db.session.query(MailAccount).filter_by(oauth2_profile_id=profile.id)
+    for account in accounts:
+        if profile.grant == "app_only":
+            account.oauth2_token = None
+            account.needs_reauth = False
+        else:
+            account.needs_reauth = True
 
 
 def delete_profile(profile: OAuth2Profile) -> None:
