@@ -8,16 +8,22 @@ Nothing here logs or returns a token, a secret or an assertion in a message."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from ..extensions import db
 from ..models import OAuth2Profile, utcnow
 from .certificates import peek_claims
-from .client import REFRESH_MARGIN, TOKEN_REQUEST_TIMEOUT, OAuth2TokenError, oauth_client
+from .client import (
+    REFRESH_MARGIN,
+    TOKEN_REQUEST_TIMEOUT,
+    OAuth2TokenError,
+    expires_at,
+    locked_row,
+    oauth_client,
+)
 from .errors import TRANSIENT_ERRORS, explain
 from .providers import endpoint_error, endpoints_for
 
@@ -51,28 +57,10 @@ def forget_app_token(profile: OAuth2Profile) -> None:
     profile.app_token_expires_at = None
 
 
-def _lock_profile_row(profile_id: int) -> OAuth2Profile | None:
-    """Start a transaction holding the profile row's lock, and re-read the row inside it."""
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks: a no-op UPDATE takes the database write lock first, so a
-        # second fetcher waits here and then finds the token the first one stored.
-        db.session.execute(
-            update(OAuth2Profile)
-            .where(OAuth2Profile.id == profile_id)
-            .values(changed_at=OAuth2Profile.changed_at)
-            .execution_options(synchronize_session=False)
-        )
-    return db.session.execute(
-        select(OAuth2Profile)
-        .where(OAuth2Profile.id == profile_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-
-
 def _fetch_serialized(profile_id: int) -> str:
     db.session.commit()  # the token request runs in its own transaction
-    profile = _lock_profile_row(profile_id)
+    # changed_at is touched, not changed: a token is no change by an admin.
+    profile = locked_row(OAuth2Profile, OAuth2Profile.id == profile_id, "changed_at")
     if profile is None:
         db.session.rollback()
         raise OAuth2TokenError("The mail account's OAuth2 profile was deleted.", "error")
@@ -91,7 +79,7 @@ def _fetch_serialized(profile_id: int) -> str:
         .where(OAuth2Profile.id == profile_id)
         .values(
             app_access_token=access_token,
-            app_token_expires_at=_expires_at(token),
+            app_token_expires_at=expires_at(token),
             changed_at=OAuth2Profile.changed_at,  # a token is no change by an admin
         )
         .execution_options(synchronize_session=False)
@@ -99,14 +87,6 @@ def _fetch_serialized(profile_id: int) -> str:
     db.session.commit()
     logger.info("OAuth2 app-only access token of profile %s taken", profile_id)
     return access_token
-
-
-def _expires_at(token: dict) -> datetime:
-    try:
-        seconds = int(token.get("expires_in") or 3600)
-    except (TypeError, ValueError):
-        seconds = 3600
-    return utcnow() + timedelta(seconds=seconds)
 
 
 def _request_app_token(profile: OAuth2Profile) -> dict:

@@ -4,13 +4,15 @@ token function raises. Nothing here logs a secret, key, assertion or token."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from authlib.common.urls import add_params_to_qs
 from authlib.integrations.requests_client import OAuth2Session
+from sqlalchemy import ColumnElement, select, update
 
-from ..models import OAuth2Profile
+from ..extensions import db
+from ..models import OAuth2Profile, utcnow
 from .certificates import JWT_BEARER, CertificateError, client_assertion
 
 # Refresh this long before the access token expires, so a fetch never starts with a token
@@ -18,6 +20,9 @@ from .certificates import JWT_BEARER, CertificateError, client_assertion
 REFRESH_MARGIN = timedelta(minutes=5)
 # Short: on SQLite the refresh holds the database write lock while it waits for the provider.
 TOKEN_REQUEST_TIMEOUT = 15.0
+
+
+Row = TypeVar("Row")
 
 
 class OAuth2TokenError(Exception):
@@ -80,3 +85,30 @@ def oauth_client(
             _assertion_auth(profile) if certificate else "client_secret_post"
         ),
     )
+
+
+def expires_at(token: dict) -> datetime:
+    """When a token endpoint's answer expires (an hour when it does not say)."""
+    try:
+        seconds = int(token.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        seconds = 3600
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def locked_row(model: type[Row], where: ColumnElement[bool], touch: str) -> Row | None:
+    """Start a transaction holding one row's lock, and re-read the row inside it.
+
+    SQLite has no row locks: a no-op UPDATE of the column `touch` takes the database write lock
+    first, so a second fetcher waits here instead of reading what the first is replacing."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        column = getattr(model, touch)
+        db.session.execute(
+            update(model)
+            .where(where)
+            .values({column: column})
+            .execution_options(synchronize_session=False)
+        )
+    return db.session.execute(
+        select(model).where(where).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one_or_none()

@@ -5,12 +5,10 @@ token is never lost. No function here logs or returns a token in a message."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 from typing import NoReturn
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
-from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import MailAccount, OAuth2Token, utcnow
@@ -19,6 +17,8 @@ from .client import (
     REFRESH_MARGIN,
     TOKEN_REQUEST_TIMEOUT,
     OAuth2TokenError,
+    expires_at,
+    locked_row,
     oauth_client,
 )
 from .errors import REAUTH_ERRORS, TRANSIENT_ERRORS, explain
@@ -38,14 +38,6 @@ __all__ = [
 REAUTH_HINT = "press Re-authorize on the mail account"
 
 
-def _expires_at(token: dict) -> datetime:
-    try:
-        seconds = int(token.get("expires_in") or 3600)
-    except (TypeError, ValueError):
-        seconds = 3600
-    return utcnow() + timedelta(seconds=seconds)
-
-
 def store_tokens(account: MailAccount, token: dict, linked_by: str) -> OAuth2Token:
     """Keep the tokens of a fresh sign-in on the account (the caller commits)."""
     row = account.oauth2_token
@@ -55,7 +47,7 @@ def store_tokens(account: MailAccount, token: dict, linked_by: str) -> OAuth2Tok
     now = utcnow()
     row.refresh_token = token.get("refresh_token")
     row.access_token = token["access_token"]
-    row.access_token_expires_at = _expires_at(token)
+    row.access_token_expires_at = expires_at(token)
     row.last_refresh_at = now
     row.last_error = None
     row.linked_by = linked_by
@@ -90,21 +82,7 @@ def access_token_for(account: MailAccount) -> str:
 
 def _lock_token_row(account_id: int) -> OAuth2Token | None:
     """Start a transaction holding the token row's lock, and re-read the row inside it."""
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks: a no-op UPDATE takes the database write lock first, so a
-        # second fetcher waits here instead of reading the refresh token we are about to use.
-        db.session.execute(
-            update(OAuth2Token)
-            .where(OAuth2Token.mail_account_id == account_id)
-            .values(last_refresh_at=OAuth2Token.last_refresh_at)
-            .execution_options(synchronize_session=False)
-        )
-    return db.session.execute(
-        select(OAuth2Token)
-        .where(OAuth2Token.mail_account_id == account_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    return locked_row(OAuth2Token, OAuth2Token.mail_account_id == account_id, "last_refresh_at")
 
 
 def _refresh_serialized(account_id: int) -> str:
@@ -120,7 +98,7 @@ def _refresh_serialized(account_id: int) -> str:
     token = _request_refresh(account, row)
     access_token = token["access_token"]
     row.access_token = access_token
-    row.access_token_expires_at = _expires_at(token)
+    row.access_token_expires_at = expires_at(token)
     if token.get("refresh_token"):
         row.refresh_token = token["refresh_token"]  # rotation: persisted in this transaction
     row.last_refresh_at = utcnow()
