@@ -226,6 +226,13 @@ def test_the_idp_refuses_a_replayed_or_misaddressed_assertion(idp, ms_tenant, ke
     assert ask(elsewhere).json()["error_codes"] == [700023]
     other_app = client_assertion("someone-else", ms_tenant.token_url, *key_and_cert)
     assert ask(other_app).json()["error_codes"] == [700021]
+    old_key, old_cert = make_certificate(days=-1, start_days_ago=400)
+    idp.add_app_certificate(ms_tenant.tenant_id, ms_tenant.client_id, old_cert)
+    expired = ask(client_assertion(ms_tenant.client_id, ms_tenant.token_url, old_key, old_cert))
+    assert expired.status_code == 401 and "The key used is expired" in expired.text
+    _, unknown_cert = make_certificate()
+    unknown = ask(client_assertion(ms_tenant.client_id, ms_tenant.token_url, old_key, unknown_cert))
+    assert "The key was not found" in unknown.json()["error_description"]
 
 
 def test_cli_adds_a_certificate_profile_and_lists_its_thumbprint_and_expiry(

@@ -10,7 +10,6 @@ import hmac
 import json
 import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -31,11 +30,6 @@ def _aad_error():  # late import: server.py imports this module
     from .server import AadError
 
     return AadError
-
-
-def sp_object_id(client_id: str) -> str:
-    """The (stable) object id of an app's service principal in the tenant."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sp:" + client_id))
 
 
 class AppOnlyMixin:
