@@ -28,7 +28,7 @@ from tests.oauth_helpers import (
 from webapp.extensions import db
 from webapp.models import OAuth2Profile, Ticket
 from webapp.oauth.certificates import JWT_BEARER, client_assertion
-from webapp.oauth.service import KEY_AGAIN, ProfileInput, update_profile
+from webapp.oauth.service import KEY_AGAIN, ProfileInput, secret_warning, update_profile
 from webapp.postmaster.fetch import fetch_account
 from webapp.status.service import attention_items
 from webapp.validation import ValidationError
@@ -274,3 +274,26 @@ def test_status_flags_a_certificate_nearing_expiry(app_ctx, idp, ms_tenant):
     make_app_profile(idp, ms_tenant, key_and_cert=make_certificate(days=10))
     items = [i for i in attention_items() if i.kind == "secret_expiry"]
     assert len(items) == 1 and items[0].message.startswith("certificate expires in")
+
+
+def test_a_profile_whose_certificate_expired_meanwhile_is_flagged_and_still_editable(
+    app_ctx, idp, ms_tenant, key_and_cert
+):
+    profile_id = make_app_profile(idp, ms_tenant, key_and_cert=key_and_cert)
+    profile = db.session.get(OAuth2Profile, profile_id)
+    profile.private_key, profile.certificate = make_certificate(days=-1, start_days_ago=400)
+    db.session.commit()
+    edit = ProfileInput(
+        name=profile.name,
+        provider="Custom",
+        client_id=profile.client_id,
+        tenant_id=profile.tenant_id,
+        authorize_url=profile.authorize_url,
+        token_url=profile.token_url,
+        grant="app_only",
+        credential="certificate",
+        validity="invalid",
+    )
+    update_profile(profile, edit, "test")
+    assert db.session.get(OAuth2Profile, profile_id).validity == "invalid"
+    assert secret_warning(profile).startswith("The certificate expired on")

@@ -124,8 +124,11 @@ def split_pem(text: str) -> tuple[str, str]:
     return key, cert
 
 
-def check_pair(key_pem: str, cert_pem: str, now: datetime | None = None) -> CertificateInfo:
-    """The certificate's info after checking the key belongs to it and it has not expired."""
+def check_pair(
+    key_pem: str, cert_pem: str, now: datetime | None = None, new: bool = True
+) -> CertificateInfo:
+    """The certificate's info after checking the key belongs to it and (a `new` one) that it
+    has not expired."""
     key = load_private_key(key_pem)
     cert = load_certificate(cert_pem)
     public = cert.public_key()
@@ -138,7 +141,7 @@ def check_pair(key_pem: str, cert_pem: str, now: datetime | None = None) -> Cert
         )
     info = certificate_info(cert_pem)
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    if info.not_after <= now:
+    if new and info.not_after <= now:
         raise CertificateError(
             f"The certificate expired on {info.not_after:%Y-%m-%d}: make a new one, upload it "
             "to the app registration (Certificates & secrets) and here."

@@ -150,6 +150,7 @@ def _check_certificate(
     if cert_text and not cert:
         errors["certificate"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE-----)."
         return
+    new = bool(cert)  # a stored certificate that expired meanwhile is flagged, not refused
     key = key or (profile.private_key if stored and profile is not None else "") or ""
     cert = cert or (profile.certificate if stored and profile is not None else "") or ""
     if not key:
@@ -159,7 +160,7 @@ def _check_certificate(
     if not key or not cert:
         return
     try:
-        info = check_pair(key, cert)
+        info = check_pair(key, cert, new=new)
     except CertificateError as e:
         errors["private_key" if "private key" in str(e) else "certificate"] = str(e)
         return
