@@ -120,6 +120,15 @@ class OAuth2Profile(AuditMixin, Model):
     validity: Mapped[str] = mapped_column(String(30), default="valid")
     secret_expires_on: Mapped[date | None] = mapped_column(Date)
     comment: Mapped[str | None] = mapped_column(Text)
+    # "delegated" (a person's browser consent per account) | "app_only" (client credentials).
+    grant: Mapped[str] = mapped_column(String(20), default="delegated", server_default="delegated")
+    # "secret" (client_secret) | "certificate" (private_key_jwt signed with private_key).
+    credential: Mapped[str] = mapped_column(String(20), default="secret", server_default="secret")
+    private_key: Mapped[str | None] = mapped_column(EncryptedText)  # PEM, never shown back
+    certificate: Mapped[str | None] = mapped_column(Text)  # PEM, public
+    # The app-only access token, shared by every account of the profile and every process.
+    app_access_token: Mapped[str | None] = mapped_column(EncryptedText)
+    app_token_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class MailAccount(AuditMixin, Model):

@@ -20,6 +20,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from .app_only import AppOnlyMixin
 from .jwt_rs256 import SigningKey, s256_challenge, shared_key, verify_jwt
 
 OUTLOOK_RESOURCE = "https://outlook.office.com"
@@ -124,7 +125,7 @@ def _add_query(url: str, params: dict[str, str], separator: str = "?") -> str:
     return url + separator + urlencode(params)
 
 
-class LocalIdentityProvider:
+class LocalIdentityProvider(AppOnlyMixin):
     """Microsoft identity platform v2 look-alike: authorize, token, keys; steered from tests."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -171,8 +172,10 @@ class LocalIdentityProvider:
                     methods=["GET"],
                 ),
                 Rule("/introspect", endpoint="introspect", methods=["POST"]),
+                Rule("/app-mailbox-check", endpoint="app_mailbox_check", methods=["POST"]),
             ]
         )
+        self._init_app_only()
 
     # ----- lifecycle -----
 
@@ -683,6 +686,8 @@ class LocalIdentityProvider:
                 body = self._redeem_code(request, tenant_id, app)
             elif grant_type == "refresh_token":
                 body = self._redeem_refresh_token(request, tenant_id, app)
+            elif grant_type == "client_credentials":
+                body = self._client_credentials(request, tenant_id, app)
             else:
                 raise AadError(
                     "unsupported_grant_type",
@@ -696,6 +701,8 @@ class LocalIdentityProvider:
         return self._json(body)
 
     def _authenticate_client(self, request: Request, tenant_id: str, entry: dict) -> _App:
+        if request.form.get("client_assertion") or request.form.get("client_assertion_type"):
+            return self._authenticate_assertion(request, tenant_id, entry)
         client_id = request.form.get("client_id", "")
         client_secret = request.form.get("client_secret")
         method = "client_secret_post" if client_secret is not None else "none"
@@ -982,6 +989,7 @@ class LocalIdentityProvider:
                 "token_endpoint_auth_methods_supported": [
                     "client_secret_post",
                     "client_secret_basic",
+                    "private_key_jwt",
                 ],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "subject_types_supported": ["pairwise"],

@@ -68,6 +68,13 @@ passdb {{
   mechanisms = xoauth2 oauthbearer
   args = {root}/dovecot-oauth2.conf.ext
 }}
+# App-only tokens name no user: the identity provider's grant table decides (as Exchange
+# does with mailbox permissions); see app_grant_check.py.
+passdb {{
+  driver = checkpassword
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/app_grant_check.py
+}}
 passdb {{
   driver = passwd-file
   # Without this, an XOAUTH2 token would also be tried as a password.
@@ -194,6 +201,9 @@ class Dovecot:
         (root / "home").mkdir(mode=0o755)
         (root / "users").mkdir(mode=0o755)
         (root / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_CONFIG.format(keydir=self.keydir))
+        check = root / "app_grant_check.py"
+        shutil.copyfile(Path(__file__).with_name("app_grant_check.py"), check)
+        check.chmod(0o755)
 
         self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = self._four_ports()
         self.config_file = str(root / "dovecot.conf")
@@ -383,6 +393,13 @@ class Dovecot:
         return result
 
     # -- OAuth2 --------------------------------------------------------------
+
+    def trust_app_tokens(self, check_url: str) -> None:
+        """Let app-only tokens log in as the mailboxes the identity provider at check_url
+        grants (its app-mailbox check endpoint)."""
+        path = self._root() / "app-check-url"
+        path.write_text(check_url + "\n")
+        path.chmod(0o644)
 
     def trust_jwt_key(self, kid: str, public_key_pem: str, azp: str = "default") -> None:
         """Let Dovecot accept RS256 JWTs signed by this key (id kid, client azp)."""

@@ -25,6 +25,7 @@ from ..validation import ValidationError
 from .service import (
     ConnectionFailed,
     account_summary,
+    app_only_profile,
     begin_reauthorization,
     check_connection,
     create_mail_account,
@@ -33,6 +34,7 @@ from .service import (
     get_mail_account,
     host_warning,
     list_mail_accounts,
+    save_app_only_account,
     update_mail_account,
     valid_account_ids,
 )
@@ -137,7 +139,9 @@ def _fail_validation(e: ValidationError) -> NoReturn:
 
 def _oauth2_hint(account: MailAccount) -> None:
     """An OAuth2 account without tokens cannot fetch yet: say how to link it."""
-    if account.account_type.oauth2 and account.oauth2_token is None:
+    profile = account.oauth2_profile
+    app_only = profile is not None and profile.grant == "app_only"
+    if account.account_type.oauth2 and account.oauth2_token is None and not app_only:
         click.echo(
             f"Hint: sign in at the provider with `flask --app wsgi mail-account authorize "
             f"{account.id}` before it can fetch.",
@@ -157,7 +161,10 @@ def add_command(**opts: Any) -> None:
     """Add a mail account; prints its id."""
     data = _apply_options(MailAccountInput(), opts)
     try:
-        account = create_mail_account(data, CLI_ACTOR)
+        if app_only_profile(data) is not None:  # saved after its login is checked
+            account = save_app_only_account(data, None, CLI_ACTOR)
+        else:
+            account = create_mail_account(data, CLI_ACTOR)
     except ValidationError as e:
         _fail_validation(e)
     click.echo(account.id)
@@ -175,7 +182,11 @@ def update_command(account_id: int, **opts: Any) -> None:
         fail(f"There is no mail account with id {account_id}.")
     data = _apply_options(input_from_account(account), opts)
     try:
-        dropped = update_mail_account(account, data, CLI_ACTOR)
+        if app_only_profile(data) is not None:
+            save_app_only_account(data, account, CLI_ACTOR)
+            dropped = False
+        else:
+            dropped = update_mail_account(account, data, CLI_ACTOR)
     except ValidationError as e:
         _fail_validation(e)
     click.echo(f"Mail account {account.id} updated.")

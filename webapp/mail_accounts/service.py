@@ -26,6 +26,7 @@ from ..models import (
     OversizedMessage,
     SeenMessage,
 )
+from ..oauth.app_tokens import login_refused_hint
 from ..oauth.flow import (
     ConsentError,
     ConsentStart,
@@ -39,7 +40,7 @@ from ..oauth.tokens import OAuth2TokenError, store_tokens
 from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
 from ..postmaster.lease import make_owner
-from ..postmaster.mailbox import MailError
+from ..postmaster.mailbox import MailError, MailLoginError
 from ..postmaster.requests import request_fetch
 from ..states import FetchTrigger
 from ..timefmt import iso_utc
@@ -208,6 +209,11 @@ def needs_consent(data: MailAccountInput, account: MailAccount | None) -> bool:
     directly."""
     if account is None or account.needs_reauth or account.oauth2_token is None:
         return True
+    return identity_changed(data, account)
+
+
+def identity_changed(data: MailAccountInput, account: MailAccount) -> bool:
+    """The type, username, profile, shared-mailbox flag or the server changed."""
     values, _ = clean(data, account)
     return (
         server_changed(account, values)
@@ -248,6 +254,9 @@ def save_oauth2_account(
     errors = validate_mail_account_input(data, account)
     if errors:
         raise ValidationError(errors)
+    if app_only_profile(data) is not None:
+        save_app_only_account(data, account, actor)
+        return None
     if account is not None and not needs_consent(data, account):
         update_mail_account(account, data, actor)
         return None
@@ -257,6 +266,60 @@ def save_oauth2_account(
         )
     except ConsentError as e:
         raise ValidationError({"oauth2_profile_id": str(e)}) from None
+
+
+def app_only_profile(data: MailAccountInput) -> OAuth2Profile | None:
+    """The input's OAuth2 profile when it uses app-only access (no sign-in per account)."""
+    try:
+        profile_id = int(str(data.oauth2_profile_id or "").strip())
+    except ValueError:
+        return None
+    profile = db.session.get(OAuth2Profile, profile_id)
+    return profile if profile is not None and profile.grant == "app_only" else None
+
+
+def save_app_only_account(
+    data: MailAccountInput, account: MailAccount | None, actor: str | None
+) -> MailAccount:
+    """Save an account of an app-only profile after logging in to its mailbox with the app's
+    token (when it is new or its mailbox, server or profile changed); raises ValidationError
+    saying in plain words what is wrong."""
+    values, errors = clean(data, account)
+    profile = app_only_profile(data)
+    if errors or profile is None:
+        raise ValidationError(errors or {"oauth2_profile_id": "Choose an app-only profile."})
+    if profile.validity != "valid":
+        raise ValidationError({"oauth2_profile_id": "This OAuth2 profile is not valid."})
+    if account is None or account.needs_reauth or identity_changed(data, account):
+        problem = check_app_only_login(values, profile)
+        if problem:
+            raise ValidationError({problem[0]: problem[1]})
+    if account is None:
+        account = create_mail_account(data, actor, commit=False)
+    else:
+        update_mail_account(account, data, actor, commit=False, consented=True)
+    account.oauth2_token = None  # a delegated sign-in of before is not used any more
+    account.needs_reauth = False
+    db.session.commit()
+    return account
+
+
+def check_app_only_login(values: dict[str, Any], profile: OAuth2Profile) -> tuple[str, str] | None:
+    """Take the app's token and log in to the mailbox of the (unsaved) values; (field, why)
+    when it fails. Changes nothing on the server."""
+    probe = MailAccount(**values)
+    probe.oauth2_profile = profile
+    try:
+        test_connection(probe)  # takes the app's token first
+    except OAuth2TokenError as e:
+        return "oauth2_profile_id", e.admin_message
+    except MailLoginError as e:
+        token = profile.app_access_token or ""  # the one just refused
+        hint = login_refused_hint(token, probe.account_type.protocol, probe.username)
+        return "username", f"{e} {hint}"
+    except MailError as e:
+        return "host", str(e)
+    return None
 
 
 def begin_reauthorization(account: MailAccount, start: ConsentStart) -> str:

@@ -125,9 +125,12 @@ def add() -> Response | str:
             if form.is_oauth2():
                 # A new OAuth2 account is saved by the callback, after the sign-in.
                 url = save_oauth2_account(data, None, True, browser_start, current_admin_name())
-                assert url is not None  # a new account always needs the sign-in
                 _flash_host_warning(None, data)
-                return redirect(url)
+                if url is not None:
+                    return redirect(url)
+                # App-only: the login was checked with the app's token and the account saved.
+                flash(f"Mail account {data.username} added (app-only access checked).", "success")
+                return redirect(url_for("mail_accounts.index"))
             account = create_mail_account(data, current_admin_name())
             flash(f"Mail account {account.username} on {account.host} added.", "success")
             return redirect(url_for("mail_accounts.index"))

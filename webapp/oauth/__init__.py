@@ -5,6 +5,9 @@ The engine (imported by the fetch engine; imports no screen, form or CLI):
 - providers.py: provider presets (MicrosoftAzure, Google, Custom), URL templates, scopes per
   protocol and provider, tenant validation, mail hosts, SECRET_WARNING_DAYS
 - tokens.py: storing tokens, refreshing them (serialized per account), access_token_for
+- app_tokens.py: app-only (client credentials) tokens, one per profile, shared and serialized
+- client.py: the token endpoint client (client secret or signed client assertion), row locks
+- certificates.py: PEM key and certificate checks, thumbprints, the private_key_jwt assertion
 - identity.py: who signed in (the id_token, checked)
 - errors.py: provider errors and AADSTS codes in plain words
 

@@ -32,7 +32,24 @@ EXPLANATIONS: dict[str, str] = {
     ),
     "65001": (
         "Consent is missing. Sign in again and accept, or ask an Azure administrator to grant "
-        "admin consent for IMAP.AccessAsUser.All / POP.AccessAsUser.All."
+        "admin consent for IMAP.AccessAsUser.All / POP.AccessAsUser.All (app-only access: "
+        "IMAP.AccessAsApp / POP.AccessAsApp)."
+    ),
+    "7000229": (
+        "The app has no service principal in this tenant, so nobody granted it consent: ask an "
+        "Azure administrator to grant admin consent for the app (Enterprise applications)."
+    ),
+    "700027": (
+        "The certificate was refused: upload this profile's certificate (see its thumbprint on "
+        "the OAuth2 profile) to the app registration under Certificates & secrets, or renew "
+        "an expired one there and here."
+    ),
+    "700021": "The client assertion names another app: check the client ID in the profile.",
+    "700023": "The client assertion was made for another tenant: check the tenant ID.",
+    "700024": ("The client assertion is outside its valid time: check this server's clock (NTP)."),
+    "1002012": (
+        "App-only access needs the scope https://outlook.office365.com/.default (client "
+        "credentials take the application permissions granted to the app)."
     ),
     "65004": (
         "Consent was declined at the sign-in page. Try again and accept, or ask an Azure "

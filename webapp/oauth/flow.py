@@ -157,6 +157,11 @@ def _valid_profile(profile_id: Any) -> OAuth2Profile:
         raise ConsentError("Choose the OAuth2 profile.")
     if profile.validity != "valid":
         raise ConsentError("This OAuth2 profile is not valid.")
+    if profile.grant == "app_only":
+        raise ConsentError(
+            "This OAuth2 profile uses app-only access: nobody signs in. Save the mail account; "
+            "its mailbox login is checked with the app's token."
+        )
     return profile
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import PasswordField, SelectField, StringField, SubmitField, TextAreaField
 
 from ..account_types import VALIDITIES
-from ..formfields import ask_again
+from ..formfields import ask_again, retype_message
 from ..models import OAuth2Profile
 from ..timefmt import iso_date
 from .providers import PROVIDERS, SECRET_WARNING_DAYS
-from .service import ProfileInput
+from .service import CREDENTIALS, GRANTS, ProfileInput
+
+# A PEM file is a few kilobytes; anything larger is not a key or certificate.
+PEM_UPLOAD_LIMIT = 64 * 1024
 
 
 class ProfileForm(FlaskForm):
@@ -61,6 +66,33 @@ class ProfileForm(FlaskForm):
         description=f"Optional: you are warned {SECRET_WARNING_DAYS} days ahead.",
     )
     comment = TextAreaField("Comment", render_kw={"rows": 2})
+    grant = SelectField(
+        "Grant",
+        choices=list(GRANTS.items()),
+        default="delegated",
+        validate_choice=False,
+        description="App-only: the app reads the mailboxes it was granted in Exchange Online; "
+        "no person signs in.",
+    )
+    credential = SelectField(
+        "Client credential",
+        choices=list(CREDENTIALS.items()),
+        default="secret",
+        validate_choice=False,
+    )
+    private_key = TextAreaField(
+        "Private key (PEM)",
+        render_kw={"rows": 4, "autocomplete": "off", "spellcheck": "false"},
+        description="Certificate only: paste the key, or upload it below. Stored encrypted, "
+        "never shown again.",
+    )
+    private_key_file = FileField("Private key file")
+    certificate = TextAreaField(
+        "Certificate (PEM)",
+        render_kw={"rows": 4, "spellcheck": "false"},
+        description="The certificate uploaded to the app registration (Certificates & secrets).",
+    )
+    certificate_file = FileField("Certificate file")
     submit = SubmitField("Save")
 
     REQUIRED = ("name", "provider", "client_id", "tenant_id")
@@ -92,6 +124,8 @@ class ProfileForm(FlaskForm):
             "validity": profile.validity,
             "secret_expires_on": iso_date(profile.secret_expires_on) or "",
             "comment": profile.comment or "",
+            "grant": profile.grant,
+            "credential": profile.credential,
         }
         return cls(data=data, profile=profile)
 
@@ -110,11 +144,32 @@ class ProfileForm(FlaskForm):
             validity=self.validity.data or "",
             secret_expires_on=self.secret_expires_on.data,
             comment=self.comment.data,
+            grant=self.grant.data or "delegated",
+            credential=self.credential.data or "secret",
+            private_key=self._pem(self.private_key, self.private_key_file),
+            certificate=self._pem(self.certificate, self.certificate_file, forget=False),
         )
 
     def ask_secret_again(self) -> None:
         """The form comes back after a POST: a secret typed is never sent back, so say so."""
         ask_again(self.client_secret, "client secret")
+        # The pasted key was cleared when it was read (see _pem), so ask by what was posted.
+        if (self.private_key.raw_data or request.form.get(self.private_key.name)) and not (
+            self.private_key.errors
+        ):
+            self.private_key.errors = [retype_message("private key")]
+
+    @staticmethod
+    def _pem(text: Any, upload: Any, forget: bool = True) -> str | None:
+        """The pasted PEM or the uploaded file's; a pasted key is then cleared, so a form
+        shown again never carries the private key back to the browser."""
+        value = text.data or ""
+        if forget:
+            text.data, text.raw_data = "", []
+        storage = upload.data
+        if storage is not None and getattr(storage, "filename", None):
+            value = storage.read(PEM_UPLOAD_LIMIT).decode("ascii", "replace") or value
+        return value.strip() or None
 
     def add_errors(self, errors: dict[str, str]) -> None:
         """Show the service's {field: message} errors at their fields."""

@@ -1,7 +1,9 @@
 """OAuth2 profile operations shared by the OAuth2 Profiles screen and the CLI.
 
-A profile is one app registration (client id and secret) in one tenant at one provider. The
-client secret is stored encrypted and never shown back: an empty field keeps it.
+A profile is one app registration (client id and secret, or certificate) in one tenant at one
+provider, with a grant: delegated (each account's consent) or app-only (client credentials).
+The client secret and the certificate's private key are stored encrypted and never shown
+back: an empty field keeps them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from ..extensions import db
 from ..models import MailAccount, OAuth2Profile
 from ..timefmt import iso_date
 from ..validation import ValidationError, is_guid
+from .app_tokens import forget_app_token
+from .certificates import CertificateError, certificate_info, check_pair, split_pem
 from .providers import PROVIDERS, SECRET_WARNING_DAYS, Provider, tenant_error, url_error
+
+GRANTS = {"delegated": "Delegated (browser consent)", "app_only": "App-only (client credentials)"}
+CREDENTIALS = {"secret": "Client secret", "certificate": "Certificate (private key JWT)"}
 
 
 @dataclass
@@ -35,6 +42,10 @@ class ProfileInput:
     validity: str = "valid"
     secret_expires_on: str | date | None = None
     comment: str | None = None
+    grant: str = "delegated"
+    credential: str = "secret"
+    private_key: str | None = None  # PEM; empty on edit: keep the stored key
+    certificate: str | None = None  # PEM; empty on edit: keep the stored certificate
 
 
 def _text(value: Any) -> str:
@@ -47,6 +58,7 @@ def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dic
     values: dict[str, Any] = {}
     _check_name(data, profile, values, errors)
     provider = PROVIDERS.get(_check_provider(data, values, errors))
+    _check_grant(data, values, errors)
     _check_client(data, profile, values, errors)
     if provider is not None and provider.name == "MicrosoftAzure":
         _check_microsoft_client_id(values, errors)
@@ -55,16 +67,16 @@ def _clean(data: ProfileInput, profile: OAuth2Profile | None) -> tuple[dict, dic
         values[name] = None
     if provider is not None and provider.is_custom:
         _check_custom_urls(data, values, errors)
-    if (
-        profile is not None
-        and "client_secret" not in values
-        and _destination_changed(profile, values)
-    ):
-        errors.setdefault("client_secret", SECRET_AGAIN)
+    if profile is not None and _destination_changed(profile, values):
+        if values.get("credential") == "certificate" and "private_key" not in values:
+            errors.setdefault("private_key", KEY_AGAIN)
+        elif values.get("credential") == "secret" and "client_secret" not in values:
+            errors.setdefault("client_secret", SECRET_AGAIN)
     values["validity"] = validity = _text(data.validity) or "valid"
     if validity not in VALIDITIES:
         errors["validity"] = "Choose one of: " + ", ".join(VALIDITIES) + "."
-    _check_secret_expiry(data, values, errors)
+    if values.get("credential") != "certificate":
+        _check_secret_expiry(data, values, errors)
     values["comment"] = _text(data.comment) or None
     return values, errors
 
@@ -102,6 +114,11 @@ def _check_client(
     elif len(client_id) > 200:
         errors["client_id"] = "The client ID is too long."
 
+    if values.get("credential") == "certificate":
+        _check_certificate(data, profile, values, errors)
+        values["client_secret"] = None  # a certificate profile keeps no secret
+        return
+    values["private_key"] = values["certificate"] = None
     secret = (data.client_secret or "").strip()
     if secret:
         values["client_secret"] = secret
@@ -122,7 +139,55 @@ def _check_microsoft_client_id(values: dict, errors: dict[str, str]) -> None:
         errors["client_id"] = CLIENT_ID_NOT_GUID
 
 
+def _check_grant(data: ProfileInput, values: dict, errors: dict[str, str]) -> None:
+    """The grant and the kind of client credential ("app-only" is read as "app_only")."""
+    values["grant"] = grant = _text(data.grant).replace("-", "_") or "delegated"
+    if grant not in GRANTS:
+        errors["grant"] = "Choose delegated or app-only."
+    values["credential"] = credential = _text(data.credential) or "secret"
+    if credential not in CREDENTIALS:
+        errors["credential"] = "Choose secret or certificate."
+
+
+def _check_certificate(
+    data: ProfileInput, profile: OAuth2Profile | None, values: dict, errors: dict[str, str]
+) -> None:
+    """The private key and certificate (pasted apart or together, or kept from before): the
+    key must belong to the certificate, which must not have expired."""
+    key_text, cert_text = (data.private_key or "").strip(), (data.certificate or "").strip()
+    key_in_key, cert_in_key = split_pem(key_text)
+    key_in_cert, cert_in_cert = split_pem(cert_text)
+    key = key_in_key or key_in_cert
+    cert = cert_in_cert or cert_in_key
+    stored = profile is not None and profile.credential == "certificate"
+    if key_text and not key:
+        errors["private_key"] = "Paste the private key in PEM form (-----BEGIN PRIVATE KEY-----)."
+        return
+    if cert_text and not cert:
+        errors["certificate"] = "Paste the certificate in PEM form (-----BEGIN CERTIFICATE-----)."
+        return
+    new = bool(cert)  # a stored certificate that expired meanwhile is flagged, not refused
+    key = key or (profile.private_key if stored and profile is not None else "") or ""
+    cert = cert or (profile.certificate if stored and profile is not None else "") or ""
+    if not key:
+        errors["private_key"] = "Upload or paste the certificate's private key (PEM)."
+    if not cert:
+        errors["certificate"] = "Upload or paste the certificate (PEM)."
+    if not key or not cert:
+        return
+    try:
+        info = check_pair(key, cert, new=new)
+    except CertificateError as e:
+        errors["private_key" if "private key" in str(e) else "certificate"] = str(e)
+        return
+    if key_in_key or key_in_cert:
+        values["private_key"] = key
+    values["certificate"] = cert
+    values["secret_expires_on"] = info.not_after.date()
+
+
 SECRET_AGAIN = "Enter the client secret again: where it is sent changed"
+KEY_AGAIN = "Upload or paste the private key again: where the signed assertion is sent changed"
 # Where the client secret (and the refresh token) are sent: changing any of these without
 # typing the secret again would post the stored secret to the new place.
 DESTINATION_FIELDS = ("provider", "tenant_id", "authorize_url", "token_url")
@@ -202,10 +267,26 @@ def update_profile(profile: OAuth2Profile, data: ProfileInput, actor: str | None
     if errors:
         db.session.rollback()
         raise ValidationError(errors)
+    grant_changed = values["grant"] != profile.grant
     for key, value in values.items():
         setattr(profile, key, value)
+    forget_app_token(profile)  # taken with the old settings
+    if grant_changed:
+        _switch_accounts_grant(profile)
     profile.changed_by = actor
     db.session.commit()
+
+
+def _switch_accounts_grant(profile: OAuth2Profile) -> None:
+    """App-only now: the accounts' own sign-ins are no longer used (nor needed). Delegated
+    now: each account needs a person's sign-in (Re-authorize)."""
+    accounts = db.session.query(MailAccount).filter_by(oauth2_profile_id=profile.id)
+    for account in accounts:
+        if profile.grant == "app_only":
+            account.oauth2_token = None
+            account.needs_reauth = False
+        else:
+            account.needs_reauth = True
 
 
 def delete_profile(profile: OAuth2Profile) -> None:
@@ -236,6 +317,8 @@ def secret_warning(profile: OAuth2Profile, today: date | None = None) -> str | N
     today = today or date.today()
     days = (profile.secret_expires_on - today).days
     when = profile.secret_expires_on.isoformat()
+    if profile.credential == "certificate":
+        return _certificate_warning(days, when)
     if days < 0:
         return (
             f"The client secret expired on {when}: every mailbox of this profile stops "
@@ -247,6 +330,37 @@ def secret_warning(profile: OAuth2Profile, today: date | None = None) -> str | N
             "Azure and enter its Value here before then."
         )
     return None
+
+
+def _certificate_warning(days: int, when: str) -> str | None:
+    if days < 0:
+        return (
+            f"The certificate expired on {when}: every mailbox of this profile stops "
+            "(AADSTS700027). Make a new certificate, upload it to the app registration and here."
+        )
+    if days <= SECRET_WARNING_DAYS:
+        return (
+            f"The certificate expires on {when} (in {days} days). Make a new one, upload it to "
+            "the app registration (Certificates & secrets) and here before then."
+        )
+    return None
+
+
+def certificate_details(profile: OAuth2Profile) -> dict[str, Any] | None:
+    """The stored certificate's thumbprints, subject and validity (None without one)."""
+    if not profile.certificate:
+        return None
+    try:
+        info = certificate_info(profile.certificate)
+    except CertificateError:
+        return None
+    return {
+        "thumbprint": info.thumbprint_hex,
+        "x5t": info.x5t,
+        "subject": info.subject,
+        "not_before": iso_date(info.not_before.date()),
+        "not_after": info.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def profile_summary(profile: OAuth2Profile) -> dict[str, Any]:
@@ -263,7 +377,12 @@ def profile_summary(profile: OAuth2Profile) -> dict[str, Any]:
         "issuer": profile.issuer,
         "validity": profile.validity,
         "secret_expires_on": iso_date(profile.secret_expires_on),
+        "grant": profile.grant,
+        "credential": profile.credential,
+        "credential_expires_on": iso_date(profile.secret_expires_on),
+        "certificate": certificate_details(profile),
         "has_client_secret": bool(profile.client_secret),
+        "has_private_key": bool(profile.private_key),
         "comment": profile.comment,
         "mail_accounts": accounts_using(profile),
     }

@@ -5,58 +5,37 @@ token is never lost. No function here logs or returns a token in a message."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 from typing import NoReturn
 
 import requests
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
-from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import MailAccount, OAuth2Profile, OAuth2Token, utcnow
+from ..models import MailAccount, OAuth2Token, utcnow
+from .app_tokens import app_access_token
+from .client import (
+    REFRESH_MARGIN,
+    TOKEN_REQUEST_TIMEOUT,
+    OAuth2TokenError,
+    expires_at,
+    locked_row,
+    oauth_client,
+)
 from .errors import REAUTH_ERRORS, TRANSIENT_ERRORS, explain
 from .providers import endpoint_error, endpoints_for, scopes_for
 
 logger = logging.getLogger(__name__)
 
-# Refresh this long before the access token expires, so a fetch never starts with a token
-# that dies halfway.
-REFRESH_MARGIN = timedelta(minutes=5)
-# Short: on SQLite the refresh holds the database write lock while it waits for the provider.
-TOKEN_REQUEST_TIMEOUT = 15.0
+__all__ = [
+    "REFRESH_MARGIN",
+    "TOKEN_REQUEST_TIMEOUT",
+    "OAuth2TokenError",
+    "access_token_for",
+    "oauth_client",
+    "store_tokens",
+]
+
 REAUTH_HINT = "press Re-authorize on the mail account"
-
-
-class OAuth2TokenError(Exception):
-    """No access token: `fetch_status` is reauth, warning (transient) or error."""
-
-    def __init__(self, admin_message: str, fetch_status: str) -> None:
-        super().__init__(admin_message)
-        self.admin_message = admin_message
-        self.fetch_status = fetch_status
-
-
-def oauth_client(
-    profile: OAuth2Profile, redirect_uri: str | None = None, scope: str | None = None
-) -> OAuth2Session:
-    """An Authlib client for one profile: PKCE S256, the secret in the POST body."""
-    return OAuth2Session(
-        client_id=profile.client_id,
-        client_secret=profile.client_secret,
-        scope=scope,
-        redirect_uri=redirect_uri,
-        code_challenge_method="S256",
-        token_endpoint_auth_method="client_secret_post",
-    )
-
-
-def _expires_at(token: dict) -> datetime:
-    try:
-        seconds = int(token.get("expires_in") or 3600)
-    except (TypeError, ValueError):
-        seconds = 3600
-    return utcnow() + timedelta(seconds=seconds)
 
 
 def store_tokens(account: MailAccount, token: dict, linked_by: str) -> OAuth2Token:
@@ -68,7 +47,7 @@ def store_tokens(account: MailAccount, token: dict, linked_by: str) -> OAuth2Tok
     now = utcnow()
     row.refresh_token = token.get("refresh_token")
     row.access_token = token["access_token"]
-    row.access_token_expires_at = _expires_at(token)
+    row.access_token_expires_at = expires_at(token)
     row.last_refresh_at = now
     row.last_error = None
     row.linked_by = linked_by
@@ -89,8 +68,12 @@ def access_token_for(account: MailAccount) -> str:
     """A valid access token for the account, refreshed when it is about to expire.
 
     Raises OAuth2TokenError after committing the bookkeeping (needs_reauth, last_error),
-    because the fetch rolls back its own transaction on errors.
+    because the fetch rolls back its own transaction on errors. An app-only profile's token
+    is the profile's, shared by all its accounts (see app_tokens).
     """
+    profile = account.oauth2_profile
+    if profile is not None and profile.grant == "app_only":
+        return app_access_token(profile)
     row = account.oauth2_token
     if row is not None and _usable(row) and row.access_token:
         return row.access_token
@@ -99,21 +82,7 @@ def access_token_for(account: MailAccount) -> str:
 
 def _lock_token_row(account_id: int) -> OAuth2Token | None:
     """Start a transaction holding the token row's lock, and re-read the row inside it."""
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks: a no-op UPDATE takes the database write lock first, so a
-        # second fetcher waits here instead of reading the refresh token we are about to use.
-        db.session.execute(
-            update(OAuth2Token)
-            .where(OAuth2Token.mail_account_id == account_id)
-            .values(last_refresh_at=OAuth2Token.last_refresh_at)
-            .execution_options(synchronize_session=False)
-        )
-    return db.session.execute(
-        select(OAuth2Token)
-        .where(OAuth2Token.mail_account_id == account_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    return locked_row(OAuth2Token, OAuth2Token.mail_account_id == account_id, "last_refresh_at")
 
 
 def _refresh_serialized(account_id: int) -> str:
@@ -129,7 +98,7 @@ def _refresh_serialized(account_id: int) -> str:
     token = _request_refresh(account, row)
     access_token = token["access_token"]
     row.access_token = access_token
-    row.access_token_expires_at = _expires_at(token)
+    row.access_token_expires_at = expires_at(token)
     if token.get("refresh_token"):
         row.refresh_token = token["refresh_token"]  # rotation: persisted in this transaction
     row.last_refresh_at = utcnow()

@@ -40,6 +40,7 @@ from .flow import (
 from .forms import ProfileForm
 from .service import (
     accounts_using,
+    certificate_details,
     create_profile,
     delete_profile,
     get_profile,
@@ -124,6 +125,7 @@ def _render_form(form: ProfileForm, profile: OAuth2Profile | None) -> str:
         profile=profile,
         redirect_uri=redirect_uri(),
         warning=secret_warning(profile) if profile is not None else None,
+        certificate=certificate_details(profile) if profile is not None else None,
     )
 
 

@@ -11,12 +11,13 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import FetchRun, MailAccount
+from ..oauth.app_tokens import login_refused_hint
 from ..oauth.tokens import access_token_for
 from ..states import FetchStatus
 from .batches import FetchStopped, fetch_folder
 from .lease import Lease, LeaseLost, claim_account, lease_holder, renew_lease
 from .ledger import mark_finished
-from .mailbox import MailboxSettings, MailError, open_mailbox
+from .mailbox import MailboxSettings, MailError, MailLoginError, open_mailbox
 from .runs import FetchOptions, FetchResult, RunState, fail_run, finish_run, internal_error_text
 
 __all__ = [
@@ -95,13 +96,22 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
             "stopped before the end; the rest is fetched by the next run",
         )
     except MailError as e:
-        fail_run(state, FetchStatus.ERROR, str(e))
+        fail_run(state, FetchStatus.ERROR, _with_app_only_hint(account, e))
     except Exception as e:  # the one broad except: one broken account never stops the rest
         current_app.logger.exception("fetch of mail account %s failed", account.id)
         status = FetchStatus(getattr(e, "fetch_status", FetchStatus.ERROR))
         fail_run(state, status, getattr(e, "admin_message", None) or internal_error_text(e))
     finish_run(state)
     return result
+
+
+def _with_app_only_hint(account: MailAccount, error: MailError) -> str:
+    """A refused app-only login says what to check in Azure or Exchange."""
+    profile = account.oauth2_profile
+    if not isinstance(error, MailLoginError) or profile is None or profile.grant != "app_only":
+        return str(error)
+    token = profile.app_access_token or ""
+    return f"{error} {login_refused_hint(token, account.account_type.protocol, account.username)}"
 
 
 def _fetch(state: RunState) -> None:

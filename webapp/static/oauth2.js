@@ -43,3 +43,15 @@ document.addEventListener("DOMContentLoaded", () => {
   provider.addEventListener("change", apply);
   apply();
 });
+
+// The key and certificate fields only for the certificate credential.
+document.addEventListener("DOMContentLoaded", () => {
+  const credential = document.getElementById("credential");
+  const fields = document.querySelector("[data-credential-certificate]");
+  if (!credential || !fields) {
+    return;
+  }
+  const apply = () => fields.classList.toggle("hidden", credential.value !== "certificate");
+  credential.addEventListener("change", apply);
+  apply();
+});

@@ -180,10 +180,14 @@ def _secret_items(today: date | None = None) -> list[Attention]:
             Attention(
                 "secret_expiry",
                 f"OAuth2 profile {profile.name}",
-                f"client secret {when} ({expires_on.isoformat()})",
+                f"{_credential_name(profile)} {when} ({expires_on.isoformat()})",
             )
         )
     return items
+
+
+def _credential_name(profile: OAuth2Profile) -> str:
+    return "certificate" if profile.credential == "certificate" else "client secret"
 
 
 def status_report() -> dict:
