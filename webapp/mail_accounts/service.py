@@ -40,8 +40,8 @@ from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
 from ..postmaster.lease import make_owner
 from ..postmaster.mailbox import MailError
-from ..postmaster.requests import request_fetch
-from ..states import FetchTrigger
+from ..postmaster.requests import mark_fetch_requested, request_fetch
+from ..states import FetchStatus, FetchTrigger
 from ..timefmt import iso_utc
 from ..validation import ValidationError
 from .validators import MailAccountInput, clean, input_from_account
@@ -88,6 +88,7 @@ def update_mail_account(
         db.session.rollback()
         raise ValidationError(errors)
     moved = server_changed(account, values) and not consented
+    refetch = account.last_status == FetchStatus.ERROR or connection_changed(account, values)
     for key, value in values.items():
         setattr(account, key, value)
     account.changed_by = actor
@@ -97,9 +98,26 @@ def update_mail_account(
         dropped = account.account_type.oauth2
     if dropped:
         account.needs_reauth = True
+    if refetch and account.validity == "valid" and not account.needs_reauth:
+        # A stale error must not stay red until the next interval: fetch at once.
+        mark_fetch_requested(account)
     if commit:
         db.session.commit()
     return dropped
+
+
+# What the login and the folder depend on: saving a change to one of them fetches at once.
+CONNECTION_FIELDS = (
+    "type", "host", "port", "username", "password", "folder", "verify_tls",
+    "oauth2_profile_id", "shared_mailbox",
+)  # fmt: skip
+
+
+def connection_changed(account: MailAccount, values: dict[str, Any]) -> bool:
+    """The validated `values` change how the account logs in or which folder it reads."""
+    return any(
+        name in values and values[name] != getattr(account, name) for name in CONNECTION_FIELDS
+    )
 
 
 def server_changed(account: MailAccount, values: dict[str, Any]) -> bool:
@@ -304,6 +322,15 @@ def check_connection(account: MailAccount) -> ConnectionReport:
         raise ConnectionFailed(str(e)) from None
     except OAuth2TokenError as e:  # no access token (e.g. re-authorization needed)
         raise ConnectionFailed(e.admin_message) from None
+
+
+def connection_ok_requests_fetch(account: MailAccount) -> bool:
+    """After a successful Test connection: the next fetch is requested now (True), unless
+    the account is not valid (it is not fetched then)."""
+    if account.validity != "valid" or account.needs_reauth:
+        return False
+    request_fetch(account)
+    return True
 
 
 def request_fetch_now(account: MailAccount) -> None:

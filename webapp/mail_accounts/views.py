@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..account_state.service import account_badges, account_panel, counts_text
 from ..auth import current_admin_name
 from ..models import MailAccount
 from ..oauth.flow import browser_start
@@ -14,6 +15,7 @@ from .forms import MailAccountForm
 from .service import (
     ConnectionFailed,
     check_connection,
+    connection_ok_requests_fetch,
     count_mail_accounts,
     create_mail_account,
     delete_mail_account,
@@ -41,22 +43,20 @@ def _get_account(account_id: int) -> MailAccount:
 
 @bp.route("/")
 def index() -> str:
-    include_invalid = request.args.get("invalid") == "1"
+    hide_invalid = request.args.get("hide_invalid") == "1"
     query = request.args.get("q", "")
-    accounts = list_mail_accounts(include_invalid=include_invalid, query=query)
-    # "Fetch now" only marks the account due; the page shows how far the scheduler got.
-    fetch_states = status.fetch_states(accounts)
+    accounts = list_mail_accounts(include_invalid=not hide_invalid, query=query)
+    # "Fetch now" only marks the account due; the badge shows how far the scheduler got and
+    # static/account_state.js keeps it current while a fetch is queued or running.
     return render_template(
         "mail_accounts/index.html",
         accounts=accounts,
-        fetch_states=fetch_states,
-        fetch_pending=any(status.is_pending(s) for s in fetch_states.values()),
+        badges=account_badges(accounts),
         scheduler_alive=status.scheduler_alive(),
         scheduler_command=status.START_COMMAND,
-        include_invalid=include_invalid,
+        hide_invalid=hide_invalid,
         query=query,
         total=count_mail_accounts(),
-        delete_question=DELETE_QUESTION,
     )
 
 
@@ -99,14 +99,21 @@ def edit(account_id: int) -> Response | str:
                     return redirect(url)
             else:
                 update_mail_account(account, data, current_admin_name())
-            flash(f"Mail account {account.username} on {account.host} saved.", "success")
+            requested = " The next fetch was requested now." if account.fetch_requested_at else ""
+            flash(f"Mail account {account.username} on {account.host} saved.{requested}", "success")
             if finish:
                 return redirect(url_for("mail_accounts.index"))
             return redirect(url_for("mail_accounts.edit", account_id=account.id))
         except ValidationError as e:
             form.add_errors(e.errors)
-    runs = recent_fetch_runs(account)
-    return render_template("mail_accounts/form.html", form=form, account=account, runs=runs)
+    return render_template(
+        "mail_accounts/form.html",
+        form=form,
+        account=account,
+        runs=recent_fetch_runs(account),
+        panel=account_panel(account),
+        counts_text=counts_text,
+    )
 
 
 def _flash_host_warning(account: MailAccount | None, data: MailAccountInput) -> None:
@@ -146,9 +153,15 @@ def test_connection(account_id: int) -> Response:
         flash(f"Connection failed: {e}", "error")
     else:
         folders = ", ".join(report.folders[:20]) or "-"
+        requested = connection_ok_requests_fetch(account)
+        next_fetch = (
+            " The next fetch was requested now."
+            if requested
+            else " The account is not valid, so it is not fetched."
+        )
         flash(
             f"Connection OK: {report.message_count} messages in "
-            f"{account.effective_folder}; folders: {folders}.",
+            f"{account.effective_folder}; folders: {folders}.{next_fetch}",
             "success",
         )
     return redirect(url_for("mail_accounts.edit", account_id=account.id))
