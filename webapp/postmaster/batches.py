@@ -82,7 +82,7 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
     small = [m for m in messages if m.size <= max_size or dedupe_key(state, m) in anyway]
     over = [m for m in messages if m.size > max_size and dedupe_key(state, m) not in anyway]
-    state.result.oversized = report_oversized(state, mailbox, over, max_size, min_uid)
+    state.result.oversized = report_oversized(state, mailbox, over, max_size, min_uid, anyway)
     for m in messages:
         if m.size > max_size and dedupe_key(state, m) in anyway:
             state.log(f"{m.key}: {m.size} bytes is over the limit; fetched once, as asked")

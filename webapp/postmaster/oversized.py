@@ -47,14 +47,16 @@ def report_oversized(
     messages: Sequence[RemoteMessage],
     max_size: int,
     listed_from_uid: int | None = None,
+    fetching: set[str] | frozenset[str] = frozenset(),
 ) -> int:
     """Keep OversizedMessage in step with the server: add the new ones (their headers only
     are read, and each is logged once) and drop those no longer there over the limit.
 
     messages: the listed messages over the limit that this run leaves on the server.
     listed_from_uid: the listing started at this UID (keep mode), so rows below it stay.
+    fetching: keys this run fetches anyway (their rows go once they are stored).
     Mail already stored (keep mode leaves it on the server) is not reported. Returns how many
-    messages are left on the server."""
+    known messages over the limit stay on the server."""
     keys = {dedupe_key(state, m): m for m in messages}
     stored = known_keys(state, list(keys))
     left = {k: m for k, m in keys.items() if k not in stored}
@@ -65,7 +67,9 @@ def report_oversized(
     gone = [
         row_id
         for row_id, key in rows
-        if key not in left and _was_listed(key, listed_from_uid, state.uidvalidity)
+        if key not in left
+        and key not in fetching
+        and _was_listed(key, listed_from_uid, state.uidvalidity)
     ]
     if gone:
         db.session.execute(delete(OversizedMessage).where(OversizedMessage.id.in_(gone)))
@@ -91,7 +95,7 @@ def report_oversized(
             )
         )
     db.session.commit()
-    return len(left)
+    return len(rows) - len(gone) - len(fetching & known) + len(new)
 
 
 def _was_listed(key: str, listed_from_uid: int | None, uidvalidity: int | None) -> bool:
