@@ -7,6 +7,7 @@ Flask request.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,8 +104,14 @@ def latest_runs(account_ids: Sequence[int]) -> dict[int, FetchRun]:
     return {run.mail_account_id: run for run in runs}
 
 
+# "IMAP mail.example.com:993 (SSL/TLS): ": the server every error names first; the row shows
+# the server already, so its short message starts after it (the account page shows it all).
+_SERVER_PREFIX = re.compile(r"^(?:IMAP|POP3) \S+ \([^)]*\): ")
+
+
 def _short(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _SERVER_PREFIX.sub("", line)
     return line if len(line) <= SHORT_MESSAGE else line[: SHORT_MESSAGE - 1] + "…"
 
 
