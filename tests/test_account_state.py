@@ -109,6 +109,21 @@ def test_oversized_mail_removed_on_the_server_leaves_the_list(
     assert "Second scan" in item["message"]
 
 
+def test_oversized_mail_of_an_old_folder_leaves_the_list(app_ctx, dovecot, mail_user):
+    limit_one_megabyte()
+    mail_user.deliver(big_mail("Huge scan"))
+    dovecot.create_folder(mail_user.username, "Archive")
+    account_id = add_account(dovecot, mail_user, "IMAPS")
+    fetch_account(account_id)
+    assert len(oversized_messages(account_id)) == 1
+    account = db.session.get(MailAccount, account_id)
+    data = input_from_account(account)
+    data.folder = "Archive"
+    update_mail_account(account, data, "admin")
+    fetch_account(account_id)
+    assert oversized_messages(account_id) == []
+
+
 def test_raising_the_limit_ends_the_listing_and_takes_the_mail(app_ctx, dovecot, mail_user):
     limit_one_megabyte()
     mail_user.deliver(big_mail("Huge scan"))

@@ -57,6 +57,12 @@ def report_oversized(
     fetching: keys this run fetches anyway (their rows go once they are stored).
     Mail already stored (keep mode leaves it on the server) is not reported. Returns how many
     known messages over the limit stay on the server."""
+    # Rows of another host or folder (the account was changed) say nothing about this one.
+    db.session.execute(
+        delete(OversizedMessage).where(
+            OversizedMessage.mail_account_id == state.account_id, ~_scope(state)
+        )
+    )
     keys = {dedupe_key(state, m): m for m in messages}
     stored = known_keys(state, list(keys))
     left = {k: m for k, m in keys.items() if k not in stored}
