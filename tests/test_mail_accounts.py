@@ -219,14 +219,17 @@ def test_dispatch_by_queue(admin_client):
     assert account.queue.name == "Misc"
 
 
-def test_filter_and_invalid_toggle_server_side(admin_client):
+def test_invalid_accounts_are_listed_greyed_out_and_can_be_hidden(admin_client):
     add_account(admin_client, username="alpha@example.com")
     add_account(admin_client, username="beta@example.com", validity="invalid")
+    add_account(admin_client, username="gamma@example.com", validity="invalid-temporarily")
     admin_client.get("/mail-accounts/")  # shows the flash messages
     text = admin_client.get("/mail-accounts/").get_data(as_text=True)
+    assert "/ alpha@example.com</a>" in text and "/ beta@example.com</a>" in text
+    assert "/ gamma@example.com</a>" in text and text.count('class="invalid"') == 2
+    text = admin_client.get("/mail-accounts/?hide_invalid=1").get_data(as_text=True)
     assert "/ alpha@example.com</a>" in text and "/ beta@example.com</a>" not in text
-    text = admin_client.get("/mail-accounts/?invalid=1").get_data(as_text=True)
-    assert "/ beta@example.com</a>" in text and 'class="invalid"' in text
+    assert "/ gamma@example.com</a>" not in text and ">Show invalid<" in text
     text = admin_client.get("/mail-accounts/?q=nothing-like-this").get_data(as_text=True)
     assert "No matches found" in text and "alpha@example.com</a>" not in text
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -95,12 +96,14 @@ def test_envelope_gives_decoded_from_and_subject(
 ) -> None:
     mail_user.deliver(
         b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.com>\r\n"
-        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nbig body\r\n"
+        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+        b"Date: Wed, 02 Dec 2026 11:15:00 +0100\r\n\r\nbig body\r\n"
     )
     with open_mailbox(settings_for(dovecot, mail_user, protocol)) as mailbox:
         messages = mailbox.list_messages()
         envelopes = mailbox.envelope(messages)
-    assert envelopes[messages[0].key] == ("Jürgen <j@example.com>", "Grüße")
+    sent_at = datetime(2026, 12, 2, 10, 15)  # naive UTC, as the database stores times
+    assert envelopes[messages[0].key] == ("Jürgen <j@example.com>", "Grüße", sent_at)
 
 
 def test_imap_min_uid_lists_only_newer_messages(dovecot: Dovecot, mail_user: MailUser) -> None:

@@ -62,7 +62,7 @@ def test_fetch_states(app, app_ctx):
     assert account_fetch_state(account) == "error: login failed"
 
 
-def test_fetch_now_queues_and_the_list_refreshes_until_done(app, admin_client):
+def test_fetch_now_queues_and_the_row_polls_until_done(app, admin_client):
     with app.app_context():
         account_id = make_account().id
     response = admin_client.post(f"/mail-accounts/{account_id}/fetch")
@@ -72,9 +72,12 @@ def test_fetch_now_queues_and_the_list_refreshes_until_done(app, admin_client):
         assert db.session.get(MailAccount, account_id).fetch_requested_at is not None
         assert db.session.query(FetchRun).count() == 0
     page = admin_client.get("/mail-accounts/").get_data(as_text=True)
-    assert ">queued<" in page
-    assert '<meta http-equiv="refresh" content="5">' in page
+    assert ">queued<" in page and 'data-pending="1"' in page
+    # No full reload: static/account_state.js polls the JSON endpoint while it is pending.
+    assert 'http-equiv="refresh"' not in page and "account_state.js" in page
     assert "No scheduler is alive" in page and "python -m scheduler" in page
+    state = admin_client.get(f"/mail-accounts/state.json?id={account_id}").get_json()
+    assert state["accounts"][0]["badge"] == "queued" and state["accounts"][0]["pending"]
 
     with app.app_context():
         beat()
@@ -82,9 +85,10 @@ def test_fetch_now_queues_and_the_list_refreshes_until_done(app, admin_client):
         account.fetch_requested_at = None
         add_run(account, new_tickets=2)
     page = admin_client.get("/mail-accounts/").get_data(as_text=True)
-    assert ">done: 2 new tickets<" in page
-    assert 'http-equiv="refresh"' not in page
+    assert ">ok<" in page and ">2 new tickets<" in page and 'data-pending="1"' not in page
     assert "No scheduler is alive" not in page
+    state = admin_client.get(f"/mail-accounts/state.json?id={account_id}").get_json()
+    assert state["accounts"][0]["text"] == "2 new tickets" and not state["accounts"][0]["pending"]
 
 
 def test_scheduler_alive_follows_the_heartbeat(app, app_ctx):

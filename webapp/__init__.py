@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from . import (
+    account_state,
     addresses,
     auth,
     crypto,
@@ -43,6 +44,7 @@ FEATURES = (
     tickets,
     failed_mail,
     mail_accounts,
+    account_state,
     filters,
     oauth,
     queues,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
@@ -373,7 +374,8 @@ class FolderState(Model):
 
 
 class OversizedMessage(Model):
-    """A message over the size limit, left on the server and reported once."""
+    """A message over the size limit, left on the server: logged once, listed on the account
+    and on Status until it is gone from the server, under the limit, fetched or dismissed."""
 
     __tablename__ = "oversized_message"
     __table_args__ = (
@@ -387,7 +389,12 @@ class OversizedMessage(Model):
     size: Mapped[int] = mapped_column(Integer)
     from_addr: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)  # its Date header, naive UTC
     first_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Hidden from "needs attention" by an admin; still left on the server.
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # "Fetch it anyway once": the next run takes it whatever the size limit says.
+    fetch_once: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class FetchRun(Model):

@@ -1,4 +1,5 @@
-"""How times are written for machines (`--json`, JSON endpoints): one format everywhere.
+"""How times are written: for machines (`--json`, JSON endpoints) `iso_utc`, one format
+everywhere; for people (every screen, the `when` template filter) `screen_time`.
 
 Stored times are naive UTC (see `models.utcnow`); the `Z` says so to whoever reads the JSON.
 """
@@ -20,3 +21,12 @@ def iso_utc(value: datetime | None) -> str | None:
 def iso_date(value: date | None) -> str | None:
     """`2026-12-02` for a date (a secret's expiry); None stays None."""
     return value.isoformat() if value is not None else None
+
+
+def screen_time(value: datetime | None, seconds: bool = False) -> str:
+    """`2026-12-02 10:15 UTC`: a stored time as every screen shows it ("" for None)."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")

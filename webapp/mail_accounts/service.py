@@ -41,8 +41,8 @@ from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
 from ..postmaster.lease import make_owner
 from ..postmaster.mailbox import MailError, MailLoginError
-from ..postmaster.requests import request_fetch
-from ..states import FetchTrigger
+from ..postmaster.requests import mark_fetch_requested, request_fetch
+from ..states import FetchStatus, FetchTrigger
 from ..timefmt import iso_utc
 from ..validation import ValidationError
 from .validators import MailAccountInput, clean, input_from_account
@@ -89,6 +89,7 @@ def update_mail_account(
         db.session.rollback()
         raise ValidationError(errors)
     moved = server_changed(account, values) and not consented
+    refetch = account.last_status == FetchStatus.ERROR or connection_changed(account, values)
     for key, value in values.items():
         setattr(account, key, value)
     account.changed_by = actor
@@ -98,9 +99,27 @@ def update_mail_account(
         dropped = account.account_type.oauth2
     if dropped:
         account.needs_reauth = True
+    if refetch and account.validity == "valid" and not account.needs_reauth:
+        # A stale error must not stay red until the next interval: fetch at once.
+        mark_fetch_requested(account)
     if commit:
         db.session.commit()
     return dropped
+
+
+# What the login and the folder depend on: saving a change to one of them fetches at once,
+# and a test of unsaved values is stopped only by problems in these fields.
+CONNECTION_FIELDS = (
+    "type", "host", "port", "username", "password", "folder", "verify_tls",
+    "oauth2_profile_id", "shared_mailbox",
+)  # fmt: skip
+
+
+def connection_changed(account: MailAccount, values: dict[str, Any]) -> bool:
+    """The validated `values` change how the account logs in or which folder it reads."""
+    return any(
+        name in values and values[name] != getattr(account, name) for name in CONNECTION_FIELDS
+    )
 
 
 def server_changed(account: MailAccount, values: dict[str, Any]) -> bool:
@@ -370,8 +389,6 @@ def check_connection(account: MailAccount) -> ConnectionReport:
         raise ConnectionFailed(e.admin_message) from None
 
 
-# The fields a connection test reads: other problems (queue, move folder, ...) do not stop it.
-CONNECTION_FIELDS = ("type", "username", "host", "port", "password", "folder", "oauth2_profile_id")
 OAUTH2_NOT_LINKED = (
     "An OAuth2 account is tested with its stored sign-in, and this one has none yet: save it "
     "(you are sent to the provider's sign-in), then use Test connection."
@@ -411,6 +428,15 @@ def check_unsaved_connection(
     )
     trial.password = values.get("password") or (account.password if account else None)
     return check_connection(trial)
+
+
+def connection_ok_requests_fetch(account: MailAccount) -> bool:
+    """After a successful Test connection: the next fetch is requested now (True), unless
+    the account is not valid (it is not fetched then)."""
+    if account.validity != "valid" or account.needs_reauth:
+        return False
+    request_fetch(account)
+    return True
 
 
 def request_fetch_now(account: MailAccount) -> None:

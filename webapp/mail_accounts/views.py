@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..account_state.service import account_badges, account_panel, counts_text
 from ..account_types import ACCOUNT_TYPES
 from ..auth import current_admin_name
 from ..models import MailAccount
@@ -18,6 +19,7 @@ from .service import (
     ConnectionFailed,
     check_connection,
     check_unsaved_connection,
+    connection_ok_requests_fetch,
     count_mail_accounts,
     create_mail_account,
     delete_mail_account,
@@ -45,22 +47,20 @@ def _get_account(account_id: int) -> MailAccount:
 
 @bp.route("/")
 def index() -> str:
-    include_invalid = request.args.get("invalid") == "1"
+    hide_invalid = request.args.get("hide_invalid") == "1"
     query = request.args.get("q", "")
-    accounts = list_mail_accounts(include_invalid=include_invalid, query=query)
-    # "Fetch now" only marks the account due; the page shows how far the scheduler got.
-    fetch_states = status.fetch_states(accounts)
+    accounts = list_mail_accounts(include_invalid=not hide_invalid, query=query)
+    # "Fetch now" only marks the account due; the badge shows how far the scheduler got and
+    # static/account_state.js keeps it current while a fetch is queued or running.
     return render_template(
         "mail_accounts/index.html",
         accounts=accounts,
-        fetch_states=fetch_states,
-        fetch_pending=any(status.is_pending(s) for s in fetch_states.values()),
+        badges=account_badges(accounts),
         scheduler_alive=status.scheduler_alive(),
         scheduler_command=status.START_COMMAND,
-        include_invalid=include_invalid,
+        hide_invalid=hide_invalid,
         query=query,
         total=count_mail_accounts(),
-        delete_question=DELETE_QUESTION,
     )
 
 
@@ -96,8 +96,15 @@ def _render_form(
     if request.method == "POST":
         form.ask_password_again()
     runs = recent_fetch_runs(account) if account is not None else []
+    panel = account_panel(account) if account is not None else None
     return render_template(
-        "mail_accounts/form.html", form=form, account=account, runs=runs, tried=tried
+        "mail_accounts/form.html",
+        form=form,
+        account=account,
+        runs=runs,
+        tried=tried,
+        panel=panel,
+        counts_text=counts_text,
     )
 
 
@@ -160,7 +167,8 @@ def edit(account_id: int) -> Response | str:
                     return redirect(url)
             else:
                 update_mail_account(account, data, current_admin_name())
-            flash(f"Mail account {account.username} on {account.host} saved.", "success")
+            requested = " The next fetch was requested now." if account.fetch_requested_at else ""
+            flash(f"Mail account {account.username} on {account.host} saved.{requested}", "success")
             if finish:
                 return redirect(url_for("mail_accounts.index"))
             return redirect(url_for("mail_accounts.edit", account_id=account.id))
@@ -206,9 +214,15 @@ def test_connection(account_id: int) -> Response:
         flash(f"Connection failed: {e}", "error")
     else:
         folders = ", ".join(report.folders[:20]) or "-"
+        requested = connection_ok_requests_fetch(account)
+        next_fetch = (
+            " The next fetch was requested now."
+            if requested
+            else " The account is not valid, so it is not fetched."
+        )
         flash(
             f"Connection OK: {report.message_count} messages in "
-            f"{account.effective_folder}; folders: {folders}.",
+            f"{account.effective_folder}; folders: {folders}.{next_fetch}",
             "success",
         )
     return redirect(url_for("mail_accounts.edit", account_id=account.id))

@@ -28,9 +28,10 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
+from .oversized import fetch_once_keys, forget_stored, lowest_uid, report_oversized
 from .parse import ParseTimeout, prestart
 from .pipeline import Parsed, ParseOptions, parse_many_or_error, parse_options, process_batch
-from .runs import RunState, count_outcome, report_oversized, save_counts
+from .runs import RunState, count_outcome, save_counts
 
 _INSERT_SEEN = insert(table_of(SeenMessage))  # Core executemany: one statement per batch
 
@@ -72,12 +73,19 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     keep = account.after_fetch == "keep"
     folder = folder_state(state, mailbox) if is_imap else None
     min_uid = folder.highest_uid + 1 if (folder is not None and keep) else None
+    anyway = fetch_once_keys(state)  # oversized mail an admin asked to fetch once
+    if min_uid is not None and anyway:
+        min_uid = min(min_uid, lowest_uid(anyway) or min_uid)
 
     messages = mailbox.list_messages(min_uid=min_uid)
     state.log(f"{len(messages)} messages on the server in {state.folder}")
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
-    small = [m for m in messages if m.size <= max_size]
-    report_oversized(state, mailbox, [m for m in messages if m.size > max_size], max_size)
+    small = [m for m in messages if m.size <= max_size or dedupe_key(state, m) in anyway]
+    over = [m for m in messages if m.size > max_size and dedupe_key(state, m) not in anyway]
+    state.result.oversized = report_oversized(state, mailbox, over, max_size, min_uid, anyway)
+    for m in messages:
+        if m.size > max_size and dedupe_key(state, m) in anyway:
+            state.log(f"{m.key}: {m.size} bytes is over the limit; fetched once, as asked")
 
     keys = {m.key: dedupe_key(state, m) for m in small}
     known = known_keys(state, list(keys.values()))
@@ -99,6 +107,8 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     budget = current_app.config["LEASE_SECONDS"] / 4
     job = FolderFetch(state, mailbox, ctx, keys, folder, parse_options(), budget)
     _run_batches(job, list(batches(todo)))
+    if anyway:
+        forget_stored(state, anyway)
 
 
 def _run_batches(job: FolderFetch, batches: list[list[RemoteMessage]]) -> None:

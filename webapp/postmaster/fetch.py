@@ -120,7 +120,7 @@ def _fetch(state: RunState) -> None:
     state.host = account.host.lower()
     state.folder = account.effective_folder
     state.log(f"connecting to {account.type} {account.host}:{account.effective_port}")
-    with open_mailbox(settings, debug=state.options.debug) as mailbox:
+    with open_mailbox(settings, debug=state.log) as mailbox:  # the conversation, masked
         fetch_folder(state, mailbox)
     if state.finished_keys:
         mark_finished(state, state.finished_keys)

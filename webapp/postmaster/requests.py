@@ -6,9 +6,14 @@ from ..extensions import db
 from ..models import MailAccount, utcnow
 
 
-def request_fetch(account: MailAccount) -> None:
-    """Mark the account due now; a scheduler process picks it up within seconds."""
+def mark_fetch_requested(account: MailAccount) -> None:
+    """Mark the account due now, in the caller's transaction (no commit)."""
     now = utcnow()
     account.fetch_requested_at = now
     account.next_run_at = now
+
+
+def request_fetch(account: MailAccount) -> None:
+    """Mark the account due now; a scheduler process picks it up within seconds."""
+    mark_fetch_requested(account)
     db.session.commit()

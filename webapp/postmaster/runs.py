@@ -3,22 +3,26 @@ the account's last status, and when the account is fetched next."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..models import FetchRun, MailAccount, OversizedMessage, utcnow
+from ..models import FetchRun, MailAccount, utcnow
 from ..settings.store import get_int_setting
 from ..states import FetchStatus, FetchTrigger, OutcomeKind
 from .lease import Lease, release_in_transaction
-from .ledger import dedupe_key
-from .mailbox import Mailbox, RemoteMessage
+from .mailbox import RemoteMessage
 
-MAX_LOG_LINES = 500
+# The fetch log kept per run (what --debug shows, the IMAP/POP3 conversation included, secrets
+# masked): the first LOG_HEAD_LINES lines and the last LOG_TAIL_LINES, each cut at
+# MAX_LOG_LINE characters, so a run of 100,000 messages stores a bounded log.
+LOG_HEAD_LINES = 400
+LOG_TAIL_LINES = 200
+MAX_LOG_LINE = 1000
 
 # The FetchResult counter of each outcome kind (duplicates are counted by the batch loop).
 _COUNTERS = {
@@ -42,7 +46,25 @@ class FetchResult:
     failed: int = 0
     oversized: int = 0
     duplicates: int = 0
-    log: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # the first lines of the fetch log
+    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
+    log_dropped: int = 0  # lines between the head and the tail, not kept
+
+    def add_log(self, line: str) -> None:
+        """Keep a line of the fetch log (the head, then a rolling tail)."""
+        if len(line) > MAX_LOG_LINE:
+            line = line[:MAX_LOG_LINE] + " [...]"
+        if len(self.log) < LOG_HEAD_LINES:
+            self.log.append(line)
+            return
+        if len(self.log_tail) == self.log_tail.maxlen:
+            self.log_dropped += 1
+        self.log_tail.append(line)
+
+    def log_text(self) -> str:
+        """The fetch log as stored in FetchRun.log."""
+        gap = [f"[... {self.log_dropped} lines left out ...]"] if self.log_dropped else []
+        return "\n".join([*self.log, *gap, *self.log_tail])
 
     def summary(self) -> str:
         """One line with the counts, for the CLI and the overview."""
@@ -80,9 +102,9 @@ class RunState:
     unfinished: list[RemoteMessage] = field(default_factory=list)  # committed, not yet deleted
 
     def log(self, line: str) -> None:
-        """Add a line to the fetch log (and show it with --debug)."""
-        if len(self.result.log) < MAX_LOG_LINES:
-            self.result.log.append(line)
+        """Add a line to the fetch log (and show it with --debug); the mailbox sends the
+        protocol conversation here too, already masked."""
+        self.result.add_log(line)
         if self.options.debug:
             self.options.debug(line)
 
@@ -111,46 +133,6 @@ def count_outcome(result: FetchResult, kind: OutcomeKind | None) -> None:
         setattr(result, attr, getattr(result, attr) + 1)
 
 
-def report_oversized(
-    state: RunState, mailbox: Mailbox, messages: Sequence[RemoteMessage], max_size: int
-) -> None:
-    """Leave oversized mail on the server; report each message once."""
-    if not messages:
-        return
-    state.result.oversized = len(messages)
-    known = set(
-        db.session.execute(
-            select(OversizedMessage.key).where(
-                OversizedMessage.mail_account_id == state.account_id,
-                OversizedMessage.host == state.host,
-                OversizedMessage.folder == state.folder,
-            )
-        ).scalars()
-    )
-    new = [m for m in messages if dedupe_key(state, m) not in known]
-    if not new:
-        return
-    envelopes = mailbox.envelope(new)
-    for m in new:
-        sender, subject = envelopes.get(m.key, ("", ""))
-        state.log(
-            f"{m.key}: {m.size} bytes is over the limit of {max_size} bytes; left on the server "
-            f"(From: {sender}, Subject: {subject})"
-        )
-        db.session.add(
-            OversizedMessage(
-                mail_account_id=state.account_id,
-                host=state.host,
-                folder=state.folder,
-                key=dedupe_key(state, m),
-                size=m.size,
-                from_addr=sender,
-                subject=subject,
-            )
-        )
-    db.session.commit()
-
-
 def save_counts(run: FetchRun, result: FetchResult) -> None:
     """Copy the result's counters to the FetchRun row."""
     for name in ("fetched", "new_tickets", "follow_ups", "ignored", "failed", "oversized"):
@@ -174,7 +156,7 @@ def finish_run(state: RunState) -> None:
     save_counts(run, result)
     now = utcnow()
     if not release_in_transaction(state.lease, next_run_at(account, now)):
-        run.log = "\n".join([*result.log, *([run.log] if run.log else [])])
+        run.log = "\n".join([result.log_text(), *([run.log] if run.log else [])])
         if run.finished_at is None:  # released (a stuck fetch at shutdown), never claimed
             run.finished_at = now
             run.status = result.status
@@ -184,7 +166,7 @@ def finish_run(state: RunState) -> None:
     run.finished_at = now
     run.status = result.status
     run.error = result.message or None
-    run.log = "\n".join(result.log)
+    run.log = result.log_text()
     account.last_run_at = now
     account.last_status = result.status if not account.needs_reauth else FetchStatus.REAUTH
     account.last_message = result.summary()

@@ -8,12 +8,20 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from ..account_state.service import (
+    account_badges,
+    account_labels,
+    describe_oversized,
+    latest_runs,
+    lease_live,
+    oversized_messages,
+)
 from ..extensions import db
 from ..models import FetchRun, MailAccount, OAuth2Profile, SchedulerNode, utcnow
 from ..oauth.providers import SECRET_WARNING_DAYS
-from ..timefmt import iso_utc
+from ..timefmt import iso_utc, screen_time
 
 # What the page says when no scheduler is alive: web workers never fetch.
 START_COMMAND = "python -m scheduler"
@@ -50,12 +58,8 @@ def scheduler_alive() -> bool:
 # --- the "Fetch now" state of an account -----------------------------------------------------
 
 
-def _lease_live(account: MailAccount, now: datetime) -> bool:
-    return bool(account.lease_owner and account.lease_expires_at and account.lease_expires_at > now)
-
-
 def _state_text(account: MailAccount, run: FetchRun | None, now: datetime) -> str:
-    if _lease_live(account, now):
+    if lease_live(account, now):
         return "running"
     if account.fetch_requested_at is not None:
         return "queued"
@@ -74,20 +78,6 @@ def _state_text(account: MailAccount, run: FetchRun | None, now: datetime) -> st
     return f"{run.status}: {run.error or 'see the fetch log'}"
 
 
-def _latest_runs(account_ids: list[int]) -> dict[int, FetchRun]:
-    """The newest fetch run of each account, in one query."""
-    if not account_ids:
-        return {}
-    newest = (
-        select(FetchRun.mail_account_id, func.max(FetchRun.id).label("id"))
-        .where(FetchRun.mail_account_id.in_(account_ids))
-        .group_by(FetchRun.mail_account_id)
-        .subquery()
-    )
-    runs = db.session.scalars(select(FetchRun).join(newest, FetchRun.id == newest.c.id))
-    return {run.mail_account_id: run for run in runs}
-
-
 def account_fetch_state(account: MailAccount) -> str:
     """ "queued", "running", "done: N new tickets", "error: ...", "never fetched", ..."""
     return fetch_states([account])[account.id]
@@ -96,7 +86,7 @@ def account_fetch_state(account: MailAccount) -> str:
 def fetch_states(accounts: list[MailAccount]) -> dict[int, str]:
     """account_fetch_state for a whole list without one query per account."""
     now = utcnow()
-    runs = _latest_runs([a.id for a in accounts])
+    runs = latest_runs([a.id for a in accounts])
     return {a.id: _state_text(a, runs.get(a.id), now) for a in accounts}
 
 
@@ -110,30 +100,50 @@ def is_pending(state: str) -> bool:
 
 @dataclass
 class Attention:
-    kind: str  # account_error | reauth | scheduler | secret_expiry
+    kind: str  # account_error | reauth | oversized | scheduler | secret_expiry
     subject: str
     message: str
+    account_id: int | None = None
+    oversized_id: int | None = None  # kind oversized: the message to dismiss or fetch once
 
 
 def attention_items() -> list[Attention]:
-    """Everything an admin should look at: failing accounts, schedulers, expiring secrets."""
+    """Everything an admin should look at: failing accounts, mail left on the server over the
+    size limit, schedulers, expiring secrets."""
     return [*_account_items(), *_scheduler_items(), *_secret_items()]
-
-
-def _account_label(account: MailAccount) -> str:
-    return f"mail account {account.id} ({account.username} on {account.host})"
 
 
 def _account_items() -> list[Attention]:
     items = []
+    labels = account_labels()
     valid = select(MailAccount).where(MailAccount.validity == "valid").order_by(MailAccount.id)
-    for account in db.session.scalars(valid):
-        label = _account_label(account)
+    accounts = list(db.session.scalars(valid))
+    runs = latest_runs([a.id for a in accounts])
+    for account in accounts:
+        label = labels[account.id]
         if account.needs_reauth or account.last_status == "reauth":
-            items.append(Attention("reauth", label, "needs re-authorization (Re-authorize)"))
-        elif account.last_status == "error":
             items.append(
-                Attention("account_error", label, f"last fetch failed: {account.last_message}")
+                Attention("reauth", label, "needs re-authorization (Re-authorize)", account.id)
+            )
+        elif account.last_status == "error":
+            run = runs.get(account.id)
+            error = (run.error if run is not None else None) or account.last_message or ""
+            if account.fetch_requested_at is not None:
+                error += " (a new fetch is queued)"
+            items.append(
+                Attention("account_error", label, f"last fetch failed: {error}", account.id)
+            )
+    valid_ids = {a.id for a in accounts}
+    for row in oversized_messages():
+        if row.mail_account_id in valid_ids:
+            items.append(
+                Attention(
+                    "oversized",
+                    labels[row.mail_account_id],
+                    describe_oversized(row),
+                    row.mail_account_id,
+                    row.id,
+                )
             )
     return items
 
@@ -149,7 +159,7 @@ def _scheduler_items() -> list[Attention]:
                 Attention(
                     "scheduler",
                     node.owner,
-                    f"stale heartbeat: last seen {node.last_seen_at:%Y-%m-%d %H:%M:%S} UTC",
+                    f"stale heartbeat: last seen {screen_time(node.last_seen_at, seconds=True)}",
                 )
             )
     has_accounts = db.session.execute(
@@ -199,6 +209,8 @@ def status_report() -> dict:
         )
     )
     states = fetch_states(accounts)
+    badges = account_badges(accounts)
+    labels = account_labels()
     items = attention_items()
     return {
         "ok": not items,
@@ -217,13 +229,37 @@ def status_report() -> dict:
         "accounts": [
             {
                 "id": a.id,
-                "label": f"{a.username} on {a.host}",
+                "label": labels[a.id],
                 "type": a.type,
                 "state": states[a.id],
+                "badge": badges[a.id].kind,
+                "badge_text": badges[a.id].text,
                 "last_run_at": iso_utc(a.last_run_at),
                 "last_status": a.last_status,
                 "next_run_at": iso_utc(a.next_run_at),
             }
             for a in accounts
         ],
+    }
+
+
+def status_page() -> dict:
+    """What the Status page shows: the report's attention items, and the schedulers and valid
+    accounts as objects (the page writes times as every screen does)."""
+    accounts = list(
+        db.session.scalars(
+            select(MailAccount).where(MailAccount.validity == "valid").order_by(MailAccount.id)
+        )
+    )
+    items = attention_items()
+    nodes = scheduler_nodes()
+    return {
+        "ok": not items,
+        "attention": items,
+        "nodes": [(n, node_alive(n)) for n in nodes],
+        "any_alive": any(node_alive(n) for n in nodes),
+        "accounts": accounts,
+        "labels": account_labels(),
+        "badges": account_badges(accounts),
+        "oversized": {row.id: row for row in oversized_messages()},
     }

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from .service import START_COMMAND, status_report
+from .service import START_COMMAND, status_page
 
 bp = Blueprint("status", __name__, url_prefix="/status")
 
 
 @bp.route("/")
 def index() -> str:
-    return render_template(
-        "status/index.html",
-        report=status_report(),
-        start_command=START_COMMAND,
-    )
+    return render_template("status/index.html", page=status_page(), start_command=START_COMMAND)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import MailConnectError, MailProtocolError, MailTLSError, Masker, translate
+from .headers import Envelope
 from .settings import MailboxSettings
 from .xoauth2 import xoauth2_string
 
@@ -76,8 +77,8 @@ class Mailbox(ABC):
         """Download these messages; ones that vanished meanwhile are skipped."""
 
     @abstractmethod
-    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, tuple[str, str]]:
-        """From and Subject of each message, without downloading the body."""
+    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, Envelope]:
+        """From, Subject and Date of each message, from its headers only (never the body)."""
 
     @abstractmethod
     def delete(self, keys: Sequence[str], on_flagged: Callable[[], None] | None = None) -> None:

@@ -17,7 +17,7 @@ from .errors import (
     MailTLSError,
     server_label,
 )
-from .headers import decode_header_value
+from .headers import Envelope, decode_header_value, naive_utc
 from .imap_adapter import BoundedIMAPClient
 from .limits import batch_limits
 from .settings import MailboxSettings
@@ -240,8 +240,8 @@ class ImapMailbox(Mailbox):
                 )
             yield message, body
 
-    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, tuple[str, str]]:
-        """From and Subject via FETCH ENVELOPE."""
+    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, Envelope]:
+        """From, Subject and Date via FETCH ENVELOPE (the server reads the headers only)."""
         assert self.client is not None
         if not messages:
             return {}
@@ -260,7 +260,8 @@ class ImapMailbox(Mailbox):
                 host = (address.host or b"").decode("utf-8", "replace")
                 email = f"{mailbox}@{host}" if host else mailbox
                 sender = f"{name} <{email}>" if name else email
-            result[message.key] = (sender, decode_header_value(env.subject))
+            subject = decode_header_value(env.subject)
+            result[message.key] = Envelope(sender, subject, naive_utc(env.date))
         return result
 
     def _uids(self, keys: Sequence[str]) -> list[int]:

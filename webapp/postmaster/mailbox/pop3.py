@@ -21,7 +21,7 @@ from .errors import (
     server_label,
     server_text,
 )
-from .headers import decode_header_value
+from .headers import Envelope, decode_header_value, naive_utc
 from .limits import message_limit
 from .pop3_adapter import SSLPOP3, BoundedPOP3, PlainPOP3
 from .settings import MailboxSettings
@@ -209,8 +209,8 @@ class Pop3Mailbox(Mailbox):
                     pop.send_command(f"{verb} {number}")
             yield group
 
-    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, tuple[str, str]]:
-        """From and Subject via TOP n 0."""
+    def envelope(self, messages: Sequence[RemoteMessage]) -> dict[str, Envelope]:
+        """From, Subject and Date via TOP n 0 (the headers only)."""
         pop = self._require()
         result = {}
         parser = BytesHeaderParser(policy=compat32)
@@ -221,9 +221,10 @@ class Pop3Mailbox(Mailbox):
             with self._errors("reading message headers"):
                 _, lines, _ = pop.top(number, 0)
             headers = parser.parsebytes(b"\r\n".join(lines) + b"\r\n")
-            result[message.key] = (
+            result[message.key] = Envelope(
                 decode_header_value(headers.get("From")),
                 decode_header_value(headers.get("Subject")),
+                naive_utc(headers.get("Date")),
             )
         return result
 
