@@ -56,8 +56,8 @@ def test_ticket_page_escapes_script_in_subject_and_body(admin_client, ticket_id)
     assert "Hi &lt;script&gt;alert(" in html
     assert "body &lt;script&gt;" in html
     assert "onerror" not in html  # removed by the sanitizer, not just escaped
-    # The sanitized HTML lives only inside a sandboxed srcdoc attribute.
-    assert 'sandbox=""' in html
+    # The sanitized HTML lives only inside a sandboxed srcdoc attribute (no allow-scripts).
+    assert 'sandbox="allow-same-origin"' in html and "allow-scripts" not in html
     assert 'srcdoc="&lt;p&gt;hello&lt;/p&gt;' in html
     assert "page.html" in html and "Bericht März.pdf" in html
 
