@@ -154,6 +154,11 @@ def test_failed_mail_reprocess_is_post_only(admin_client, failed_id):
 
 
 def test_failed_mail_delete_button(app, admin_client, failed_id):
+    confirm = admin_client.get(f"/failed-mail/{failed_id}/delete").get_data(as_text=True)
+    assert "Delete this mail for good?" in confirm and "Lost &lt;script&gt;" in confirm
+    assert "<script>" not in confirm and 'id="confirm-delete"' in confirm
+    with app.app_context():
+        assert db.session.query(FailedMail).count() == 1  # GET deletes nothing
     response = admin_client.post(f"/failed-mail/{failed_id}/delete")
     assert response.status_code == 302
     with app.app_context():
