@@ -341,7 +341,7 @@ def test_admins_screen_adds_and_removes_an_admin_after_confirming(browser, live_
     driver.find_element(By.LINK_TEXT, "Admins").click()
     wait_for(driver, lambda d: d_path(d).endswith("/admins/"))
     row = driver.find_element(By.CSS_SELECTOR, f"tr[data-admin='{ADMIN_NAME}']")
-    assert "(you)" in row.text and "Remove" not in row.text
+    assert "(you)" in row.text and "Delete" not in row.text
     driver.find_element(By.LINK_TEXT, "Add admin").click()
     type_into(driver, "username", "maria")
     type_into(driver, "password", NEW_PASSWORD)
@@ -349,7 +349,7 @@ def test_admins_screen_adds_and_removes_an_admin_after_confirming(browser, live_
     by_id(driver, "submit").click()
     wait_for(driver, lambda d: "Admin maria added." in d.page_source)
     row = driver.find_element(By.CSS_SELECTOR, "tr[data-admin='maria']")
-    row.find_element(By.LINK_TEXT, "Remove").click()
+    row.find_element(By.LINK_TEXT, "Delete").click()
     wait_for(driver, lambda d: "Do you really want to remove the admin" in d.page_source)
     assert "maria" in driver.find_element(By.CSS_SELECTOR, "main .card").text
     driver.find_element(By.XPATH, "//button[text()='Confirm']").click()

@@ -142,9 +142,22 @@ def test_profile_in_use_cannot_be_deleted(admin_client, app_ctx):
         )
     )
     db.session.commit()
+    confirm = admin_client.get(f"/oauth2-profiles/{profile.id}/delete").get_data(as_text=True)
+    assert "is used by 1 mail account" in confirm and 'id="confirm-delete"' not in confirm
     page = admin_client.post(f"/oauth2-profiles/{profile.id}/delete", follow_redirects=True)
     assert "is used by 1 mail account" in page.get_data(as_text=True)
     assert profile_by_name("Contoso") is not None
+
+
+def test_delete_asks_on_a_confirm_screen_that_names_the_profile(admin_client, app_ctx):
+    admin_client.post("/oauth2-profiles/add", data=profile_form())
+    profile = profile_by_name("Contoso")
+    page = admin_client.get(f"/oauth2-profiles/{profile.id}/delete").get_data(as_text=True)
+    assert "Delete the OAuth2 profile <strong>Contoso</strong>" in page
+    assert 'id="confirm-delete"' in page and SECRET not in page
+    assert profile_by_name("Contoso") is not None  # GET deletes nothing
+    admin_client.post(f"/oauth2-profiles/{profile.id}/delete")
+    assert profile_by_name("Contoso") is None
 
 
 def test_cli_add_reads_the_secret_from_stdin_and_list_never_shows_it(runner, app_ctx):

@@ -56,8 +56,8 @@ def test_ticket_page_escapes_script_in_subject_and_body(admin_client, ticket_id)
     assert "Hi &lt;script&gt;alert(" in html
     assert "body &lt;script&gt;" in html
     assert "onerror" not in html  # removed by the sanitizer, not just escaped
-    # The sanitized HTML lives only inside a sandboxed srcdoc attribute.
-    assert 'sandbox=""' in html
+    # The sanitized HTML lives only inside a sandboxed srcdoc attribute (no allow-scripts).
+    assert 'sandbox="allow-same-origin"' in html and "allow-scripts" not in html
     assert 'srcdoc="&lt;p&gt;hello&lt;/p&gt;' in html
     assert "page.html" in html and "Bericht März.pdf" in html
 
@@ -154,6 +154,11 @@ def test_failed_mail_reprocess_is_post_only(admin_client, failed_id):
 
 
 def test_failed_mail_delete_button(app, admin_client, failed_id):
+    confirm = admin_client.get(f"/failed-mail/{failed_id}/delete").get_data(as_text=True)
+    assert "Delete this mail for good?" in confirm and "Lost &lt;script&gt;" in confirm
+    assert "<script>" not in confirm and 'id="confirm-delete"' in confirm
+    with app.app_context():
+        assert db.session.query(FailedMail).count() == 1  # GET deletes nothing
     response = admin_client.post(f"/failed-mail/{failed_id}/delete")
     assert response.status_code == 302
     with app.app_context():

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from . import (
+    a11y,
     account_state,
     addresses,
     auth,
@@ -69,7 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
 
     # The sign-in guard first: it runs before every request of every feature.
-    for part in (auth, security, errors, navigation, setup, keys):
+    for part in (auth, security, errors, navigation, a11y, setup, keys):
         part.init_app(app)
     for feature in FEATURES:
         feature.init_app(app)

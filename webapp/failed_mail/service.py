@@ -50,6 +50,16 @@ def failed_mail_page(page: int) -> tuple[list[dict], bool]:
     return items[:PAGE_SIZE], len(items) > PAGE_SIZE
 
 
+def failed_mail_item(failed: FailedMail) -> dict:
+    """One failed mail with its From/Subject, as failed_mail_page gives each row."""
+    head = db.session.scalar(
+        select(func.substr(RawMail.content, 1, HEADER_PEEK_BYTES)).where(
+            RawMail.id == failed.raw_mail_id
+        )
+    )
+    return {"failed": failed, **peek_headers(head)}
+
+
 def failed_mail_rows() -> list[dict]:
     """Every failed mail, oldest first: id, account, time and error (for the CLI)."""
     failed = db.session.scalars(

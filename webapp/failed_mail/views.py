@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ..downloads import download_response
@@ -11,7 +11,7 @@ from ..models import FailedMail
 from ..paging import page_number
 from ..postmaster.pipeline import MessageOutcome
 from .service import delete as delete_failed
-from .service import failed_mail_page
+from .service import failed_mail_item, failed_mail_page
 from .service import reprocess as reprocess_failed
 
 bp = Blueprint("failed_mail", __name__, url_prefix="/failed-mail")
@@ -50,8 +50,12 @@ def reprocess(failed_id: int) -> Response:
     return redirect(url_for("failed_mail.index"))
 
 
-@bp.route("/<int:failed_id>/delete", methods=["POST"])
-def delete(failed_id: int) -> Response:
-    delete_failed(db.get_or_404(FailedMail, failed_id))
+@bp.route("/<int:failed_id>/delete", methods=["GET", "POST"])
+def delete(failed_id: int) -> Response | str:
+    """GET: the confirmation page; POST: delete the mail for good."""
+    failed = db.get_or_404(FailedMail, failed_id)
+    if request.method == "GET":
+        return render_template("tickets/failed_mail_delete.html", item=failed_mail_item(failed))
+    delete_failed(failed)
     flash("Failed mail deleted.", "success")
     return redirect(url_for("failed_mail.index"))

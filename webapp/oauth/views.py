@@ -100,10 +100,13 @@ def edit(profile_id: int) -> Response | str:
     return _render_form(form, profile)
 
 
-@profiles_bp.route("/<int:profile_id>/delete", methods=["POST"])
-def delete(profile_id: int) -> Response:
+@profiles_bp.route("/<int:profile_id>/delete", methods=["GET", "POST"])
+def delete(profile_id: int) -> Response | str:
+    """GET: the confirmation page; POST: delete (refused while mail accounts use it)."""
     profile = _get_profile(profile_id)
     used = accounts_using(profile)
+    if request.method == "GET":
+        return render_template("oauth/profile_delete.html", profile=profile, used=used)
     if used:
         flash(
             f"OAuth2 profile {profile.name} is used by {used} mail account(s): change or delete "

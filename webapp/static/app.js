@@ -10,23 +10,6 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-// A link inside a form with data-confirm (the trash icon): without JavaScript it opens the
-// confirmation page; with it, ask here and then POST the form.
-document.addEventListener("click", (event) => {
-  const link = event.target.closest ? event.target.closest("a[data-confirm-submit]") : null;
-  if (!link) {
-    return;
-  }
-  const form = link.closest("form");
-  if (!form) {
-    return;
-  }
-  event.preventDefault();
-  if (window.confirm(form.dataset.confirm || "Are you sure?")) {
-    form.submit();
-  }
-});
-
 // A table filter box (data-filter-table="<table id>"): narrows the rows as you type and says
 // "No matches found"; the form's submit button does the same on the server without JavaScript.
 document.addEventListener("DOMContentLoaded", () => {
@@ -51,5 +34,37 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     };
     input.addEventListener("input", apply);
+  });
+});
+
+// On a narrow screen a list table shows each row as a stacked card (style.css, table.stacked):
+// each cell gets its column name as data-label. The explicit roles keep the table readable by
+// screen readers once its rows are no longer laid out as a table. Without JavaScript the
+// table scrolls inside its own box instead.
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.list").forEach((table) => {
+    const heads = Array.from(table.querySelectorAll("thead th"));
+    if (!heads.length) {
+      return;
+    }
+    table.setAttribute("role", "table");
+    table.querySelectorAll("thead, tbody").forEach((group) => group.setAttribute("role", "rowgroup"));
+    heads.forEach((th) => th.setAttribute("role", "columnheader"));
+    table.querySelectorAll("tr").forEach((row) => {
+      row.setAttribute("role", "row");
+      if (row.parentElement.tagName === "THEAD") {
+        return;
+      }
+      let column = 0;
+      Array.from(row.cells).forEach((cell) => {
+        cell.setAttribute("role", cell.tagName === "TH" ? "rowheader" : "cell");
+        const span = cell.colSpan || 1;
+        if (span === 1 && heads[column]) {
+          cell.dataset.label = heads[column].textContent.trim();
+        }
+        column += span;
+      });
+    });
+    table.classList.add("stacked");
   });
 });
