@@ -20,6 +20,7 @@ from .service import (
     get_mail_account,
     host_warning,
     list_mail_accounts,
+    push_line,
     recent_fetch_runs,
     request_fetch_now,
     save_oauth2_account,
@@ -106,7 +107,13 @@ def edit(account_id: int) -> Response | str:
         except ValidationError as e:
             form.add_errors(e.errors)
     runs = recent_fetch_runs(account)
-    return render_template("mail_accounts/form.html", form=form, account=account, runs=runs)
+    return render_template(
+        "mail_accounts/form.html",
+        form=form,
+        account=account,
+        runs=runs,
+        push_line=push_line(account),
+    )
 
 
 def _flash_host_warning(account: MailAccount | None, data: MailAccountInput) -> None:
