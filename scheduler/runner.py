@@ -37,7 +37,6 @@ RETENTION_EVERY = timedelta(hours=1)
 class Running:
     lease: Lease
     deadline: float  # time.monotonic() after which the fetch gives up between steps
-    trigger: FetchTrigger | None = None  # None: scheduler or "Fetch now", as the row says
 
 
 class SchedulerProcess:
@@ -189,9 +188,7 @@ class SchedulerProcess:
 
     def _start(self, lease: Lease, trigger: FetchTrigger | None = None) -> None:
         with self.lock:
-            self.running[lease.account_id] = Running(
-                lease, time.monotonic() + self.fetch_deadline, trigger
-            )
+            self.running[lease.account_id] = Running(lease, time.monotonic() + self.fetch_deadline)
             self.pushed.discard(lease.account_id)
         self.pool.submit(self._fetch_task, lease, trigger)
 
