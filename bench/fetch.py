@@ -450,9 +450,11 @@ class Database:
         )
         return app
 
-    def setup(self, accounts: list[tuple[str, int, str]], cap: int, filters: int = 0) -> list[int]:
+    def setup(
+        self, accounts: list[tuple[str, int, str]], cap: int, filters: int = 0, push: bool = False
+    ) -> list[int]:
         """Mail accounts (user, port, type), the per-run cap above N and `filters` PostMaster
-        filters; returns the account ids."""
+        filters; returns the account ids. Polled only unless `push`."""
         from webapp.extensions import db
         from webapp.models import MailAccount
         from webapp.settings.store import set_setting
@@ -468,6 +470,7 @@ class Database:
                     trusted=False,
                     dispatch="to",
                     validity="valid",
+                    push=push,
                     created_by="bench",
                     changed_by="bench",
                 )

@@ -164,7 +164,8 @@ def scenario_push(ctx: Bench, accounts: int, messages: int, gap: float) -> None:
     users = [ctx.boxes.load([])[0] for _ in range(accounts)]
     database = Database(dbkind, ctx.pg_url, ctx.tmp)
     try:
-        ids = database.setup([(u, ctx.boxes.port("imap"), "IMAPS") for u in users], 1000)
+        accounts_ = [(u, ctx.boxes.port("imap"), "IMAPS") for u in users]
+        ids = database.setup(accounts_, 1000, push=True)
         _set_interval(database, ids)
         with tempfile.TemporaryFile() as log:
             proc = _start(database, ctx, log)

@@ -88,7 +88,7 @@ def test_mail_delivered_while_idle_becomes_a_ticket_without_waiting_for_the_inte
     app, app_ctx, admin_client, dovecot, tmp_path
 ):
     user = new_user(dovecot)
-    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS)
+    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS, push=True)
     proc = start_scheduler(app, tmp_path / "scheduler.log", **push_env())
     try:
         wait_for(lambda: connected(account_id) and first_run_done(account_id), 60, "idling")
@@ -116,7 +116,7 @@ def test_server_closing_the_connection_reconnects_and_stores_every_mail_once(
     app, app_ctx, dovecot, tmp_path
 ):
     user = new_user(dovecot, "kick")
-    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS)
+    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS, push=True)
     proc = start_scheduler(app, tmp_path / "scheduler.log", **push_env())
     try:
         wait_for(lambda: connected(account_id) and first_run_done(account_id), 60, "idling")
@@ -145,7 +145,7 @@ def test_a_restart_of_dovecot_reconnects_and_stores_every_mail_once(app, app_ctx
     with Dovecot() as server:  # its own Dovecot: the session's one stays up for the others
         user = new_user(server, "restart")
         account_id = add_account(
-            server, user, "IMAP", port=server.imap_port, fetch_interval_minutes=HOURS
+            server, user, "IMAP", port=server.imap_port, fetch_interval_minutes=HOURS, push=True
         )
         proc = start_scheduler(app, tmp_path / "scheduler.log", **push_env())
         try:
@@ -172,7 +172,7 @@ def test_sigkill_of_the_scheduler_while_idling_loses_and_duplicates_nothing(
     app, app_ctx, dovecot, tmp_path
 ):
     user = new_user(dovecot, "killed")
-    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS)
+    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS, push=True)
     first = start_scheduler(app, tmp_path / "first.log", **push_env())
     second = None
     try:
@@ -205,7 +205,7 @@ def owner_pid(account_id: int) -> int | None:
 
 def test_two_schedulers_never_both_hold_idle_for_one_account(app, app_ctx, dovecot, tmp_path):
     users = [new_user(dovecot, f"two{i}") for i in range(4)]
-    ids = [add_account(dovecot, u, "IMAPS", fetch_interval_minutes=HOURS) for u in users]
+    ids = [add_account(dovecot, u, "IMAPS", fetch_interval_minutes=HOURS, push=True) for u in users]
     procs = [start_scheduler(app, tmp_path / f"s{i}.log", **push_env()) for i in range(2)]
     try:
         wait_for(
@@ -231,7 +231,7 @@ def test_an_account_switched_off_made_invalid_or_deleted_drops_its_connection(
     app, app_ctx, dovecot, tmp_path
 ):
     user = new_user(dovecot, "off")
-    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS)
+    account_id = add_account(dovecot, user, "IMAPS", fetch_interval_minutes=HOURS, push=True)
     proc = start_scheduler(app, tmp_path / "scheduler.log", **push_env())
 
     def dropped() -> bool:
