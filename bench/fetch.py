@@ -1,7 +1,7 @@
 """Fetch benchmark (issue 6): our ingest against plain loops and the classic fetchers.
 
     .venv/bin/python -m bench.fetch [--messages 10000] [--runs 3] [--only imap|pop3]
-                                    [--scenario basic|accounts|large|filters] [--json FILE]
+                                    [--scenario basic|accounts|large|filters|push] [--json FILE]
 
 Starts the same private Dovecot the tests use (tests/servers/dovecot.py; needs root), loads a
 fresh mailbox for every single measurement (tests/mailgen.realistic_corpus) and runs each
@@ -15,6 +15,8 @@ large     one 25 MB message among small ones (peak RSS), then 10,000 vs --large-
           (default 100,000) messages over IMAP into SQLite (growth must stay linear).
 filters   our CLI fetch without filters and with --filters (default 50) valid PostMaster
           filters of 3 conditions each (every mail matches one); the cost must be <= 10 %.
+push      delivery -> ticket latency with --accounts (use 100) idling IMAP accounts
+          (bench/push.py); target median <= 2 s, 95th percentile <= 5 s.
 
 Every run of ours is checked: each loaded message is exactly one article or failed mail, one
 dedupe key each, and the mailbox is empty afterwards.
@@ -448,9 +450,11 @@ class Database:
         )
         return app
 
-    def setup(self, accounts: list[tuple[str, int, str]], cap: int, filters: int = 0) -> list[int]:
+    def setup(
+        self, accounts: list[tuple[str, int, str]], cap: int, filters: int = 0, push: bool = False
+    ) -> list[int]:
         """Mail accounts (user, port, type), the per-run cap above N and `filters` PostMaster
-        filters; returns the account ids."""
+        filters; returns the account ids. Polled only unless `push`."""
         from webapp.extensions import db
         from webapp.models import MailAccount
         from webapp.settings.store import set_setting
@@ -466,6 +470,7 @@ class Database:
                     trusted=False,
                     dispatch="to",
                     validity="valid",
+                    push=push,
                     created_by="bench",
                     changed_by="bench",
                 )
@@ -922,7 +927,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--only", choices=["imap", "pop3"])
-    p.add_argument("--scenario", choices=["basic", "accounts", "large", "filters"], default="basic")
+    p.add_argument(
+        "--scenario", choices=["basic", "accounts", "large", "filters", "push"], default="basic"
+    )
+    p.add_argument("--gap", type=float, default=0.2, help="seconds between mails (push)")
     p.add_argument("--filters", type=int, default=50, help="PostMaster filters (filters)")
     p.add_argument(
         "--db",
@@ -930,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: sqlite, postgresql (skipped when no server)",
     )
     p.add_argument("--no-classic", action="store_true", help="skip getmail6 and fetchmail")
-    p.add_argument("--accounts", type=int, default=200)
+    p.add_argument("--accounts", type=int, help="accounts: 200, push: 100")
     p.add_argument("--per-account", type=int, default=50)
     p.add_argument("--pools", default="1,2,4,8", help="scheduler pool sizes (accounts)")
     p.add_argument(
@@ -981,9 +989,13 @@ def main(argv: list[str] | None = None) -> int:
             scenario_basic(ctx, args.messages, args.runs, protocols)
         elif args.scenario == "filters":
             scenario_filters(ctx, args.messages, args.runs, protocols, args.filters)
+        elif args.scenario == "push":
+            from bench.push import scenario_push
+
+            scenario_push(ctx, args.accounts or 100, min(args.messages, 300), args.gap)
         elif args.scenario == "accounts":
             pools = [int(x) for x in args.pools.split(",")]
-            scenario_accounts(ctx, args.accounts, args.per_account, pools)
+            scenario_accounts(ctx, args.accounts or 200, args.per_account, pools)
         else:
             scenario_large(ctx, protocols, args.large_messages, args.runs)
     print()

@@ -19,7 +19,14 @@ from sqlalchemy import delete, update
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
 from webapp.postmaster.fetch import FetchOptions, fetch_with_lease
-from webapp.postmaster.lease import Lease, LeaseLost, release_lease, renew_lease, rowcount
+from webapp.postmaster.lease import (
+    Lease,
+    LeaseLost,
+    claim_account,
+    release_lease,
+    renew_lease,
+    rowcount,
+)
 from webapp.postmaster.retention import purge_old_records
 from webapp.postmaster.runs import fetch_interval, next_run_at
 from webapp.states import FetchTrigger
@@ -35,13 +42,19 @@ MAX_JITTER_SECONDS = 30.0
 FORGET_NODE_AFTER = timedelta(days=1)
 
 
-def fetch_claimed(lease: Lease, owner: str, should_stop: Callable[[], bool]) -> str:
+def fetch_claimed(
+    lease: Lease,
+    owner: str,
+    should_stop: Callable[[], bool],
+    trigger: FetchTrigger | None = None,
+) -> str:
     """Fetch one claimed account; returns the summary line. Never raises, always releases."""
     account = db.session.get(MailAccount, lease.account_id)
     if account is None:  # deleted between claim and start
         return "deleted"
-    requested = account.fetch_requested_at is not None
-    trigger = FetchTrigger.BUTTON if requested else FetchTrigger.SCHEDULER
+    if trigger is None:
+        requested = account.fetch_requested_at is not None
+        trigger = FetchTrigger.BUTTON if requested else FetchTrigger.SCHEDULER
     label = f"{account.id} {account.type} {account.username}@{account.host}"
     db.session.rollback()  # no transaction open while a fetch of minutes starts
     try:
@@ -55,6 +68,31 @@ def fetch_claimed(lease: Lease, owner: str, should_stop: Callable[[], bool]) -> 
     summary = result.summary()
     log.info("mail account %s (%s): %s", label, trigger, summary)
     return summary
+
+
+def claim_pushed(account_ids: list[int], owner: str, limit: int) -> tuple[list[Lease], list[int]]:
+    """Claim the fetch lease of accounts whose IDLE connection saw new mail; returns the
+    leases and the accounts to forget (deleted or no longer valid).
+
+    One that another fetcher holds is in neither list and stays wanted: the caller asks again
+    at the next poll, so mail that came after that fetch listed the folder is not left for
+    the next interval."""
+    leases: list[Lease] = []
+    forget: list[int] = []
+    seconds = current_app.config["LEASE_SECONDS"]
+    for account_id in account_ids:
+        if len(leases) >= limit:
+            break
+        account = db.session.get(MailAccount, account_id)
+        valid = account is not None and account.validity == "valid"
+        db.session.rollback()
+        if not valid:
+            forget.append(account_id)
+            continue
+        lease = claim_account(account_id, owner, seconds)
+        if lease is not None:
+            leases.append(lease)
+    return leases, forget
 
 
 def give_back(lease: Lease, due_again: bool) -> None:

@@ -23,8 +23,10 @@ from flask import Flask
 
 from webapp.models import utcnow
 from webapp.postmaster.lease import Lease, claim_due_accounts, make_owner
+from webapp.states import FetchTrigger
 
 from . import jobs
+from .push import PushManager
 
 log = logging.getLogger("scheduler")
 
@@ -62,6 +64,10 @@ class SchedulerProcess:
         self.running: dict[int, Running] = {}
         self.claim_again = False
         self.claiming = threading.Lock()
+        # Accounts whose IDLE connection saw new mail: fetched before due accounts, and again
+        # after a fetch of theirs that was already running.
+        self.pushed: set[int] = set()
+        self.push = PushManager(app, self.owner, self.request_push_fetch)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch")
         self.apscheduler = BackgroundScheduler(
             timezone=UTC,
@@ -86,6 +92,7 @@ class SchedulerProcess:
         add = self.apscheduler.add_job
         add(self._claim_job, "interval", seconds=self.poll_seconds, id="claim", next_run_time=now)
         add(self._heartbeat_job, "interval", seconds=self.heartbeat_seconds, id="heartbeat")
+        add(self._push_job, "interval", seconds=self.poll_seconds, id="push", next_run_time=now)
         add(
             self._retention_job,
             "interval",
@@ -119,6 +126,7 @@ class SchedulerProcess:
     def _shutdown(self) -> int:
         """Stop claiming, let fetches stop at their next step, release, remove the heartbeat."""
         self.apscheduler.shutdown(wait=True)
+        self.push.stop_all()
         deadline = time.monotonic() + self.stop_wait
         with self.idle:
             while self.running and time.monotonic() < deadline:
@@ -160,30 +168,57 @@ class SchedulerProcess:
                     return
                 try:
                     with self.app.app_context():
+                        pushed, gone = jobs.claim_pushed(self._pushed_now(mine), self.owner, free)
+                        with self.lock:
+                            self.pushed.difference_update(gone)
+                        for lease in pushed:
+                            self._start(lease, FetchTrigger.PUSH)
                         # Never an account this process still runs: its lease may have run
                         # out under load, but a second fetch of it here would overlap the first.
+                        mine = [*mine, *(lease.account_id for lease in pushed)]
+                        free -= len(pushed)
                         leases = claim_due_accounts(self.owner, self.lease_seconds, free, mine)
                 except Exception:
                     log.exception("claiming due accounts failed (database down?); retrying")
                     return
                 for lease in leases:
                     self._start(lease)
-                if not leases and not self.claim_again:
+                if not leases and not pushed and not self.claim_again:
                     return
 
-    def _start(self, lease: Lease) -> None:
+    def _start(self, lease: Lease, trigger: FetchTrigger | None = None) -> None:
         with self.lock:
             self.running[lease.account_id] = Running(lease, time.monotonic() + self.fetch_deadline)
-        self.pool.submit(self._fetch_task, lease)
+            self.pushed.discard(lease.account_id)
+        self.pool.submit(self._fetch_task, lease, trigger)
 
-    def _fetch_task(self, lease: Lease) -> None:
+    def _pushed_now(self, running: list[int]) -> list[int]:
+        """Accounts with new mail on their IDLE connection that are not being fetched here."""
+        with self.lock:
+            return sorted(self.pushed.difference(running))
+
+    def request_push_fetch(self, account_id: int) -> None:
+        """Called by an IDLE connection's thread: fetch the account as soon as a slot is free."""
+        with self.lock:
+            self.pushed.add(account_id)
+        self._wake_claim()
+
+    def _push_job(self) -> None:
+        try:
+            with self.app.app_context():
+                self.push.sync()
+        except Exception:
+            log.exception("push connections: sync failed (database down?)")
+
+    def _fetch_task(self, lease: Lease, trigger: FetchTrigger | None = None) -> None:
         """One worker: its own app context, hence its own database session."""
         try:
             with self.app.app_context():
                 if self.stopping.is_set():  # claimed just before the stop: hand it back
                     jobs.give_back(lease, due_again=True)
                     return
-                jobs.fetch_claimed(lease, self.owner, lambda: self._should_stop(lease))
+                stop = lambda: self._should_stop(lease)  # noqa: E731
+                jobs.fetch_claimed(lease, self.owner, stop, trigger)
         except Exception:
             log.exception("worker for mail account %s failed", lease.account_id)
         finally:

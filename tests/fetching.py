@@ -30,7 +30,10 @@ def port_for(dovecot, account_type: str) -> int:
 
 
 def add_account(dovecot, user, account_type: str = "IMAPS", **fields) -> int:
-    """A valid mail account for a test Dovecot user; returns its id (needs an app context)."""
+    """A valid mail account for a test Dovecot user; returns its id (needs an app context).
+
+    Polled only (push=False) unless the test asks for push: a scheduler test about polling
+    must not see runs started by an IDLE connection."""
     values = dict(
         type=account_type,
         host="127.0.0.1",
@@ -40,6 +43,7 @@ def add_account(dovecot, user, account_type: str = "IMAPS", **fields) -> int:
         trusted=False,
         dispatch="to",
         validity="valid",
+        push=False,
         created_by="test",
         changed_by="test",
     )

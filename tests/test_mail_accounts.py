@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from webapp.extensions import db
@@ -273,3 +275,18 @@ def test_fetch_now_and_test_connection_stubs(admin_client):
     response = admin_client.post(f"/mail-accounts/{account.id}/test", follow_redirects=True)
     assert response.status_code == 200
     assert SECRET not in response.get_data(as_text=True)
+
+
+def test_fetch_on_arrival_is_ticked_for_new_accounts_and_can_be_switched_off(admin_client):
+    new = admin_client.get("/mail-accounts/add").get_data(as_text=True)
+    assert re.search(r'<input checked[^>]*name="push"|name="push"[^>]*checked', new), new
+    assert "Fetch on arrival (IMAP IDLE)" in new
+    account = add_account(admin_client, push="y")
+    assert account.push is True
+    edit = admin_client.get(f"/mail-accounts/{account.id}").get_data(as_text=True)
+    assert "push: not connected" in edit
+    admin_client.post(f"/mail-accounts/{account.id}", data=form_data(password=""))  # unticked
+    db.session.refresh(account)
+    assert account.push is False
+    edit = admin_client.get(f"/mail-accounts/{account.id}").get_data(as_text=True)
+    assert "push: switched off" in edit

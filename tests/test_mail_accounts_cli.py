@@ -166,3 +166,25 @@ def test_test_reports_a_refused_connection_with_exit_1(runner):
     tested = runner.invoke(args=["mail-account", "test", result.output.strip()])
     assert tested.exit_code == 1
     assert tested.stderr.startswith("Connection failed: ") and SECRET not in tested.output
+
+
+def test_fetch_on_arrival_is_on_by_default_and_push_options_switch_it(runner, app):
+    account_id = int(add(runner).output.strip())
+    (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
+    assert row["push"] is True
+    assert row["push_status"].startswith("not connected")
+    result = runner.invoke(args=["mail-account", "update", str(account_id), "--no-push"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
+    assert row["push"] is False and row["push_status"].startswith("switched off")
+    runner.invoke(args=["mail-account", "update", str(account_id), "--push"])
+    with app.app_context():
+        assert db.session.get(MailAccount, account_id).push is True
+
+
+def test_pop3_accounts_show_no_push_status(runner, app):
+    args = ["mail-account", "add", "--type", "POP3S", "--host", "pop.example.com"]
+    result = invoke(runner, [*args, "--username", "pop@example.com", "--password-stdin"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(runner.invoke(args=["mail-account", "list", "--json"]).output)
+    assert row["push_status"] is None

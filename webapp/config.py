@@ -61,6 +61,25 @@ class DefaultConfig:
     # A scheduler fetch running longer stops at its next batch (the rest comes next run).
     FETCH_DEADLINE_SECONDS = 1800
 
+    # Push (IMAP IDLE), for accounts with "Fetch on arrival": one IDLE connection per account,
+    # at most this many per scheduler process (the rest are polled at their interval).
+    PUSH_MAX_CONNECTIONS = 200
+    # The push connection's lease: renewed at every poll while connected, so a killed process's
+    # connection is taken over by another scheduler after this long.
+    PUSH_LEASE_SECONDS = 60
+    # IDLE is re-issued this often (RFC 2177: at most 29 minutes).
+    PUSH_IDLE_SECONDS = 29 * 60
+    # New mail is fetched this long after the last EXISTS/RECENT (a burst is one run), but at
+    # most PUSH_DEBOUNCE_MAX_SECONDS after the first.
+    PUSH_DEBOUNCE_SECONDS = 1.0
+    PUSH_DEBOUNCE_MAX_SECONDS = 5.0
+    # A failed connection is retried after 2, 4, 8 ... seconds (with jitter), at most this.
+    PUSH_BACKOFF_MAX_SECONDS = 300
+    # OAuth2: reconnect with a fresh access token this long before the current one expires.
+    PUSH_TOKEN_MARGIN_SECONDS = 120
+    # A server that did not announce IDLE is asked again after this long (or after an edit).
+    PUSH_RECHECK_SECONDS = 3600
+
     # Reverse proxy: number of trusted proxies in front of the app (0 = ignore X-Forwarded-*).
     TRUSTED_PROXIES = 0
     # External URL of the app, e.g. https://helpdesk.example.com/postmaster (OAuth2 redirect URI).

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
@@ -152,6 +153,8 @@ class MailAccount(AuditMixin, Model):
     fetch_interval_minutes: Mapped[int | None] = mapped_column(Integer)  # None: the setting
     oauth2_profile_id: Mapped[int | None] = mapped_column(ForeignKey("oauth2_profile.id"))
     shared_mailbox: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Fetch on arrival (IMAP IDLE): IMAP types only, used when the server announces IDLE.
+    push: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     # Scheduling and the per-account lease (see webapp/postmaster/lease.py).
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
@@ -159,6 +162,15 @@ class MailAccount(AuditMixin, Model):
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     lease_generation: Mapped[int] = mapped_column(Integer, default=0)
+
+    # The push (IDLE) connection: its own lease, held by one scheduler process while it keeps
+    # the connection, and its state for the account page (see webapp/postmaster/push.py).
+    push_owner: Mapped[str | None] = mapped_column(String(200))
+    push_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    push_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    push_state: Mapped[str | None] = mapped_column(String(20))  # a PushState
+    push_since: Mapped[datetime | None] = mapped_column(DateTime)
+    push_detail: Mapped[str | None] = mapped_column(Text)
 
     # Last run, for the overview.
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -27,6 +27,16 @@ class FetchTrigger(StrEnum):
     CLI = "cli"  # `flask mail-account fetch`
     SCHEDULER = "scheduler"  # the account was due
     BUTTON = "button"  # "Fetch now" in the web UI, run by the scheduler
+    PUSH = "push"  # the server reported new mail on the account's IDLE connection
+
+
+class PushState(StrEnum):
+    """MailAccount.push_state: what became of the account's IDLE connection."""
+
+    CONNECTED = "connected"  # idling since push_since
+    RECONNECTING = "reconnecting"  # the connection failed (push_detail); retried with backoff
+    UNSUPPORTED = "unsupported"  # the server does not announce IDLE: polled
+    LIMIT = "limit"  # PUSH_MAX_CONNECTIONS reached in every scheduler process: polled
 
 
 class OutcomeKind(StrEnum):

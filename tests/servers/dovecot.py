@@ -222,6 +222,9 @@ class Dovecot:
                 pop3s_port=self.pop3s_port,
             )
         )
+        self._launch(timeout)
+
+    def _launch(self, timeout: float) -> None:
         # Own session: stop() can kill the whole process group, never anything else.
         self._process = subprocess.Popen(
             [self.binary, "-F", "-c", self.config_file],
@@ -232,6 +235,55 @@ class Dovecot:
             preexec_fn=_die_with_parent,
         )
         self._wait_for_ports(timeout)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Kill Dovecot and every session (as a crash or a restart does), then start it again
+        on the same ports with the same users and mail."""
+        self._kill()
+        self._launch(timeout)
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        # A graceful SIGTERM takes Dovecot's master seconds; nothing here needs to
+        # survive, so kill the process group that start() created (never anything else).
+        # start_new_session made the master a group leader: its pid is the group id.
+        pgid = process.pid
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while live_processes_in_group(pgid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def doveadm(self, *args: str) -> str:
+        """Run doveadm against this instance; returns its output."""
+        result = subprocess.run(
+            ["doveadm", "-c", self.config_file, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return result.stdout
+
+    def imap_sessions(self, username: str) -> int:
+        """How many IMAP connections of this user are logged in now (`doveadm who`)."""
+        count = 0
+        for line in self.doveadm("who", "-1", username.lower()).splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == username.lower() and fields[1] == "imap":
+                count += 1
+        return count
+
+    def kick(self, username: str) -> None:
+        """Close every connection of the user from the server side (`doveadm kick`)."""
+        self.doveadm("kick", username.lower())
 
     def _four_ports(self) -> tuple[int, int, int, int]:
         ports: set[int] = set()
@@ -261,22 +313,7 @@ class Dovecot:
 
     def stop(self) -> None:
         """Stop Dovecot and every process it started; remove its files."""
-        process, self._process = self._process, None
-        if process is not None:
-            # A graceful SIGTERM takes Dovecot's master seconds; nothing here needs to
-            # survive, so kill the process group that start() created (never anything else).
-            # start_new_session made the master a group leader: its pid is the group id.
-            pgid = process.pid
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-            deadline = time.monotonic() + 5
-            while live_processes_in_group(pgid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if process.stdout is not None:
-                process.stdout.close()
+        self._kill()
         if self.root is not None and os.environ.get("POSTMASTER_KEEP_DOVECOT") != "1":
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

@@ -64,6 +64,7 @@ OPTION_NAMES = {
     "fetch_interval_minutes": "--fetch-interval",
     "oauth2_profile_id": "--oauth2-profile",
     "shared_mailbox": "--shared-mailbox",
+    "push": "--push",
 }
 
 
@@ -89,6 +90,11 @@ def account_options(func: Callable) -> Callable:
         click.option("--fetch-interval", help="Minutes; empty string: the setting."),
         click.option("--oauth2-profile", "oauth2_profile_name", help="OAuth2 profile name."),
         click.option("--shared-mailbox/--own-mailbox", default=None),
+        click.option(
+            "--push/--no-push",
+            default=None,
+            help="Fetch on arrival (IMAP IDLE) when the server announces it (default: on).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -112,6 +118,7 @@ def _apply_options(data: MailAccountInput, opts: dict[str, Any]) -> MailAccountI
         "move_folder": "move_folder",
         "fetch_interval": "fetch_interval_minutes",
         "shared_mailbox": "shared_mailbox",
+        "push": "push",
     }
     for option, attr in simple.items():
         if opts.get(option) is not None:

@@ -39,6 +39,11 @@ DISPATCH_HELP = (
     "Email Addresses screen, else to the default queue (Raw). By selected Queue: every message "
     "goes to the chosen queue; the To: address is disregarded."
 )
+PUSH_HELP = (
+    "Keep an IMAP IDLE connection open and fetch new mail within seconds of its arrival, "
+    "when the server announces IDLE; the fetch interval stays as the safety net. Ignored "
+    "for POP3."
+)
 VERIFY_TLS_HELP = (
     "Warning: turning this off allows man-in-the-middle attacks (someone between this server "
     "and the mail server can read the password and the mail). Only turn it off for a mail "
@@ -116,6 +121,7 @@ class MailAccountForm(FlaskForm):
         validate_choice=False,
     )
     move_folder = StringField("Move to folder *")
+    push = BooleanField("Fetch on arrival (IMAP IDLE)", default=True, description=PUSH_HELP)
     fetch_interval_minutes = StringField(
         "Fetch interval (minutes)",
         render_kw={"inputmode": "numeric"},
@@ -174,6 +180,7 @@ class MailAccountForm(FlaskForm):
             "fetch_interval_minutes": str(account.fetch_interval_minutes or ""),
             "oauth2_profile_id": str(account.oauth2_profile_id or ""),
             "shared_mailbox": account.shared_mailbox,
+            "push": account.push,
         }
         return cls(data=data, account=account)
 
@@ -207,6 +214,7 @@ class MailAccountForm(FlaskForm):
             fetch_interval_minutes=self.fetch_interval_minutes.data,
             oauth2_profile_id=self.oauth2_profile_id.data,
             shared_mailbox=bool(self.shared_mailbox.data),
+            push=bool(self.push.data),
         )
 
     def port_placeholder(self) -> str:

@@ -41,6 +41,7 @@ from ..postmaster.connection_test import ConnectionReport, test_connection
 from ..postmaster.fetch import FetchOptions, FetchResult, fetch_account
 from ..postmaster.lease import make_owner
 from ..postmaster.mailbox import MailError, MailLoginError
+from ..postmaster.push import forget_unsupported, push_status
 from ..postmaster.requests import mark_fetch_requested, request_fetch
 from ..states import FetchStatus, FetchTrigger
 from ..timefmt import iso_utc
@@ -93,6 +94,7 @@ def update_mail_account(
     for key, value in values.items():
         setattr(account, key, value)
     account.changed_by = actor
+    forget_unsupported(account)
     dropped = False
     if account.oauth2_token is not None and (not account.account_type.oauth2 or moved):
         account.oauth2_token = None  # not for this server (or no longer OAuth2): drop
@@ -185,6 +187,11 @@ def recent_fetch_runs(account: MailAccount, limit: int = 20) -> list[FetchRun]:
     )
 
 
+def push_line(account: MailAccount) -> str | None:
+    """The account page's "push: ..." line (None for POP3)."""
+    return push_status(account)
+
+
 def account_summary(account: MailAccount) -> dict[str, Any]:
     """What `mail-account list --json` prints: everything but secrets."""
     return {
@@ -206,6 +213,8 @@ def account_summary(account: MailAccount) -> dict[str, Any]:
         "fetch_interval_minutes": account.fetch_interval_minutes,
         "oauth2_profile": account.oauth2_profile.name if account.oauth2_profile else None,
         "shared_mailbox": account.shared_mailbox,
+        "push": account.push,
+        "push_status": push_status(account),
         "has_password": bool(account.password),
         "last_status": account.last_status,
         "last_run_at": iso_utc(account.last_run_at),

@@ -52,6 +52,7 @@ class MailAccountInput:
     fetch_interval_minutes: str | int | None = None
     oauth2_profile_id: str | int | None = None
     shared_mailbox: bool = False
+    push: bool = True  # Fetch on arrival (IMAP IDLE); ignored for POP3
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (for the OAuth2 consent, which parks it encrypted)."""
@@ -84,6 +85,7 @@ def input_from_account(account: MailAccount) -> MailAccountInput:
         fetch_interval_minutes=account.fetch_interval_minutes,
         oauth2_profile_id=account.oauth2_profile_id,
         shared_mailbox=account.shared_mailbox,
+        push=account.push,
     )
 
 
@@ -244,6 +246,7 @@ def _copy_flags(c: _Check) -> None:
     """The yes/no fields need no check."""
     c.values["trusted"] = bool(c.data.trusted)
     c.values["verify_tls"] = bool(c.data.verify_tls)
+    c.values["push"] = bool(c.data.push)
 
 
 def _check_dispatch(c: _Check) -> None:

@@ -26,6 +26,7 @@ from .service import (
     get_mail_account,
     host_warning,
     list_mail_accounts,
+    push_line,
     recent_fetch_runs,
     request_fetch_now,
     save_oauth2_account,
@@ -97,6 +98,7 @@ def _render_form(
         form.ask_password_again()
     runs = recent_fetch_runs(account) if account is not None else []
     panel = account_panel(account) if account is not None else None
+    push = push_line(account) if account is not None else None
     return render_template(
         "mail_accounts/form.html",
         form=form,
@@ -105,6 +107,7 @@ def _render_form(
         tried=tried,
         panel=panel,
         counts_text=counts_text,
+        push_line=push,
     )
 
 

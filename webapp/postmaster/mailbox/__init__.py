@@ -11,7 +11,7 @@ Callers use open_mailbox() and the names below; the modules are internal:
 - tls.py: the TLS context (system store, extra CA file, or no verification).
 - xoauth2.py: the SASL XOAUTH2 string and the servers' error challenges.
 - headers.py: readable From/Subject values.
-- imap.py: ImapMailbox; pop3.py: Pop3Mailbox.
+- imap.py: ImapMailbox; pop3.py: Pop3Mailbox; idle.py: IdleMailbox (IMAP IDLE, for push).
 - imap_adapter.py, pop3_adapter.py: the only code that uses private parts of imaplib,
   IMAPClient and poplib (the bounded readers and the hooks the sessions need).
 """

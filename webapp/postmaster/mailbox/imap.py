@@ -52,6 +52,7 @@ class ImapMailbox(Mailbox):
         super().__init__(settings, debug)
         self.folder = settings.folder or "INBOX"
         self.client: BoundedIMAPClient | None = None
+        self.exists = 0  # messages in the folder when it was selected
         context = tls_context(settings) if settings.security != "plain" else None
         with self._errors("connecting"):
             client = BoundedIMAPClient(
@@ -154,6 +155,7 @@ class ImapMailbox(Mailbox):
             raise
         value = info.get(b"UIDVALIDITY")
         self.uidvalidity = int(value) if value is not None else None
+        self.exists = int(info.get(b"EXISTS") or 0)
 
     def _missing_folder(self, folder: str, folders: list[str]) -> MailFolderError:
         return MailFolderError(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import select
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -123,3 +126,42 @@ class BoundedIMAPClient(IMAPClient):
             yield
         finally:
             imap.max_literal, imap.max_response = old
+
+    def idle_lines(self, timeout: float) -> list[bytes]:
+        """The lines the server sent in IDLE within `timeout` seconds (empty: none).
+
+        IMAPClient's idle_check() swallows the end of the connection (it then returns nothing,
+        at once, forever): here EOF raises imaplib's abort like any other read."""
+        imap = self._bounded
+        lines: list[bytes] = []
+        while self._buffered() or (not lines and self._readable(timeout)):
+            # private: _get_line, imaplib's line reader (strips CRLF, raises abort on EOF).
+            lines.append(imap._get_line())
+        return lines
+
+    def _readable(self, timeout: float) -> bool:
+        poller = select.poll()
+        poller.register(self._bounded.sock.fileno(), select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+
+    def _buffered(self) -> bool:
+        """Bytes already read from the socket (imaplib's reader, the TLS layer) but not yet
+        consumed: poll() cannot see them."""
+        imap = self._bounded
+        sock = imap.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        old = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            # private: self.file as in readline above; peek() without blocking.
+            return bool(cast(Any, imap.file).peek(1))
+        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(old)
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked in idle_lines() from another thread: it then raises."""
+        with contextlib.suppress(OSError):
+            self._bounded.sock.shutdown(socket.SHUT_RDWR)
