@@ -199,6 +199,22 @@ def page_overflow(driver) -> int:
     )
 
 
+def widest_elements(driver) -> str:
+    """The innermost elements reaching past the window's right edge: what to fix."""
+    return driver.execute_script(
+        "const w = document.documentElement.clientWidth; const out = [];"
+        "for (const el of document.querySelectorAll('main *')) {"
+        "  const r = el.getBoundingClientRect();"
+        "  if (r.right > w + 1 && ![...el.children].some("
+        "      c => c.getBoundingClientRect().right > w + 1))"
+        "    out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +"
+        "             (el.className ? '.' + String(el.className).split(' ').join('.') : '') +"
+        "             ' right=' + Math.round(r.right));"
+        "}"
+        "return out.slice(0, 5).join(', ');"
+    )
+
+
 def first_focusable(driver) -> str:
     return driver.execute_script(
         "const el = document.querySelector('a[href], button, input:not([type=hidden]),"
@@ -218,7 +234,10 @@ def check_screen(driver, name: str, width: str, source: str) -> list[str]:
     problems = []
     overflow = page_overflow(driver)
     if overflow > 0:
-        problems.append(f"{name} @ {width}: the page scrolls sideways by {overflow}px")
+        problems.append(
+            f"{name} @ {width}: the page scrolls sideways by {overflow}px "
+            f"({widest_elements(driver)})"
+        )
     if first_focusable(driver) != "skip-link":
         problems.append(f"{name} @ {width}: the first focusable element is not the skip link")
     problems += [f"{name} @ {width}: {f}" for f in serious_axe_findings(driver, source)]

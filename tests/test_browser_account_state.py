@@ -196,7 +196,7 @@ def test_delete_from_the_list_uses_the_confirm_screen(browser, live_server, dove
         gone_id = add_account(dovecot, mail_user, "POP3S", comment="goes")
     sign_in(driver, live_server)
     driver.get(live_server.url + "/mail-accounts/")
-    row(driver, gone_id).find_element("css selector", "a.icon.danger").click()
+    row(driver, gone_id).find_element("css selector", "a.delete-link").click()
     wait_for(driver, lambda d: d.current_url.endswith(f"/mail-accounts/{gone_id}/delete"))
     assert driver.execute_script("return document.querySelector('h1').textContent") == (
         "Delete Mail Account"
