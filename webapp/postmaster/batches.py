@@ -93,6 +93,8 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     if len(todo) > cap:
         state.log(f"{len(todo)} new messages; taking {cap} (MaxMessagesPerRun), rest next run")
         todo = todo[:cap]
+    if not todo:
+        return  # nothing new: no pipeline context (eight queries) for a run that stores nothing
     ctx = build_context(account)
     for warning in ctx.warnings:  # e.g. the default queue is gone: said once per run
         state.log(f"warning: {warning}")
