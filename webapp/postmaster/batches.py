@@ -66,7 +66,6 @@ class FolderFetch:
 
 def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     """Fetch the account's folder: new mail in batches, and finish what was stored before."""
-    prestart()  # the parser's worker process starts while the server lists the folder
     account = state.account
     is_imap = account.account_type.is_imap
     keep = account.after_fetch == "keep"
@@ -94,7 +93,8 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
         state.log(f"{len(todo)} new messages; taking {cap} (MaxMessagesPerRun), rest next run")
         todo = todo[:cap]
     if not todo:
-        return  # nothing new: no pipeline context (eight queries) for a run that stores nothing
+        return  # nothing new: no parser process, no pipeline context (eight queries)
+    prestart()  # the parser's worker process starts while the context loads and mail downloads
     ctx = build_context(account)
     for warning in ctx.warnings:  # e.g. the default queue is gone: said once per run
         state.log(f"warning: {warning}")
