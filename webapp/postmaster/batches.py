@@ -74,6 +74,8 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
 
     messages = mailbox.list_messages(min_uid=min_uid)
     state.log(f"{len(messages)} messages on the server in {state.folder}")
+    if not messages:
+        return  # nothing on the server: no settings to read, nothing to store or finish
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
     small = [m for m in messages if m.size <= max_size]
     report_oversized(state, mailbox, [m for m in messages if m.size > max_size], max_size)
