@@ -922,13 +922,40 @@ def machine() -> dict:
     return info
 
 
+def add_idle_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of --scenario idle-accounts (bench/idle.py)."""
+    g = p.add_argument_group("idle-accounts")
+    g.add_argument("--idle-accounts", type=int, default=1000, help="accounts with no new mail")
+    g.add_argument("--idle-interval", type=int, default=1, help="fetch interval (minutes)")
+    g.add_argument("--idle-seconds", type=float, default=180, help="steady phase (seconds)")
+    g.add_argument("--idle-fixed-seconds", type=float, default=60, help="nothing-due phase")
+    g.add_argument(
+        "--push-accounts", type=int, default=0, help="accounts on IMAP IDLE (needs push)"
+    )
+
+
+def run_idle_accounts(ctx: Bench, args: argparse.Namespace) -> dict:
+    from bench.idle import scenario_idle_accounts
+
+    return scenario_idle_accounts(
+        ctx,
+        args.idle_accounts,
+        args.idle_interval,
+        args.idle_seconds,
+        args.idle_fixed_seconds,
+        args.push_accounts,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Fetch benchmark (docs/benchmarks.md)")
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--only", choices=["imap", "pop3"])
     p.add_argument(
-        "--scenario", choices=["basic", "accounts", "large", "filters", "push"], default="basic"
+        "--scenario",
+        choices=["basic", "accounts", "large", "filters", "push", "idle-accounts"],
+        default="basic",
     )
     p.add_argument("--gap", type=float, default=0.2, help="seconds between mails (push)")
     p.add_argument("--filters", type=int, default=50, help="PostMaster filters (filters)")
@@ -947,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="the big mailbox of --scenario large (0: skip)",
     )
+    add_idle_arguments(p)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument(
         "--profile",
@@ -993,6 +1021,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.push import scenario_push
 
             scenario_push(ctx, args.accounts or 100, min(args.messages, 300), args.gap)
+        elif args.scenario == "idle-accounts":
+            ctx.extra["idle_accounts"] = run_idle_accounts(ctx, args)
+            if not ctx.extra["idle_accounts"]["ok"]:
+                results.rows[("idle", "", "")] = Result("idle", "", "", 0, 0, ok=False)
         elif args.scenario == "accounts":
             pools = [int(x) for x in args.pools.split(",")]
             scenario_accounts(ctx, args.accounts or 200, args.per_account, pools)

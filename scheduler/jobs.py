@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 
 from webapp.extensions import db
 from webapp.models import MailAccount, SchedulerNode, utcnow
@@ -28,7 +28,7 @@ from webapp.postmaster.lease import (
     rowcount,
 )
 from webapp.postmaster.retention import purge_old_records
-from webapp.postmaster.runs import fetch_interval, next_run_at
+from webapp.postmaster.runs import next_run_at
 from webapp.states import FetchTrigger
 
 log = logging.getLogger("scheduler")
@@ -58,13 +58,14 @@ def fetch_claimed(
     label = f"{account.id} {account.type} {account.username}@{account.host}"
     db.session.rollback()  # no transaction open while a fetch of minutes starts
     try:
-        options = FetchOptions(trigger=trigger, owner=owner, should_stop=should_stop)
+        options = FetchOptions(
+            trigger=trigger, owner=owner, should_stop=should_stop, next_run_jitter=jitter_seconds
+        )
         result = fetch_with_lease(lease, options)
     except Exception:  # one broken account never stops the scheduler
         log.exception("fetch of mail account %s crashed", label)
         give_back(lease, due_again=False)
         return "crashed"
-    spread_next_run(lease.account_id)
     summary = result.summary()
     log.info("mail account %s (%s): %s", label, trigger, summary)
     return summary
@@ -109,26 +110,11 @@ def give_back(lease: Lease, due_again: bool) -> None:
         db.session.rollback()
 
 
-def spread_next_run(account_id: int) -> None:
-    """Move the next run by a little random jitter, unless someone changed it meanwhile."""
-    account = db.session.get(MailAccount, account_id)
-    if account is None or account.next_run_at is None or account.fetch_requested_at is not None:
-        db.session.rollback()
-        return
-    limit = min(fetch_interval(account).total_seconds() * JITTER_SHARE, MAX_JITTER_SECONDS)
-    jitter = timedelta(seconds=random.uniform(-limit, limit))
-    planned = account.next_run_at
-    db.session.execute(
-        update(MailAccount)
-        .where(
-            MailAccount.id == account_id,
-            MailAccount.next_run_at == planned,  # a "Fetch now" or edit in between wins
-            MailAccount.lease_owner.is_(None),
-        )
-        .values(next_run_at=planned + jitter)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+def jitter_seconds(interval: timedelta) -> float:
+    """A random move of the next run: up to JITTER_SHARE of the interval, at most
+    MAX_JITTER_SECONDS, either way (finish_run applies it when the run ends)."""
+    limit = min(interval.total_seconds() * JITTER_SHARE, MAX_JITTER_SECONDS)
+    return random.uniform(-limit, limit)
 
 
 def renew_running(leases: list[Lease]) -> list[Lease]:

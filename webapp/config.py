@@ -53,6 +53,11 @@ class DefaultConfig:
     # at this limit, and the message is kept as failed mail with the reason.
     PARSE_TIME_LIMIT = 10.0
 
+    # Mail connections open at once to one host (lowercased name), in each process: a fetch
+    # that finds its host full waits for a slot. Microsoft 365 throttles clients over ~10.
+    # 0: no limit.
+    MAX_CONNECTIONS_PER_HOST = 10
+
     # Scheduler
     SCHEDULER_WORKERS = 4
     SCHEDULER_POLL_SECONDS = 5.0

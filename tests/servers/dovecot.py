@@ -97,6 +97,7 @@ service anvil {{
 }}
 
 service imap-login {{
+{login_mode}
   inet_listener imap {{
     address = 127.0.0.1
     port = {imap_port}
@@ -108,6 +109,7 @@ service imap-login {{
   }}
 }}
 service pop3-login {{
+{login_mode}
   inet_listener pop3 {{
     address = 127.0.0.1
     port = {pop3_port}
@@ -171,9 +173,15 @@ class Dovecot:
 
     host = "127.0.0.1"
 
-    def __init__(self, debug: bool = False, binary: str = DOVECOT_BINARY) -> None:
+    def __init__(
+        self, debug: bool = False, binary: str = DOVECOT_BINARY, shared_login: bool = False
+    ) -> None:
         self.binary = binary
         self.debug = debug
+        # One login process for all connections (Dovecot's "high-performance mode"): it keeps
+        # one TLS session ticket key, so clients can resume TLS sessions. The default starts a
+        # login process per connection, each with its own key: resumption never succeeds.
+        self.shared_login = shared_login
         self.imap_port = 0
         self.imaps_port = 0
         self.pop3_port = 0
@@ -220,6 +228,7 @@ class Dovecot:
                 imaps_port=self.imaps_port,
                 pop3_port=self.pop3_port,
                 pop3s_port=self.pop3s_port,
+                login_mode="  service_count = 0\n  process_limit = 1" if self.shared_login else "",
             )
         )
         self._launch(timeout)

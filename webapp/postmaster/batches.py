@@ -67,7 +67,6 @@ class FolderFetch:
 
 def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     """Fetch the account's folder: new mail in batches, and finish what was stored before."""
-    prestart()  # the parser's worker process starts while the server lists the folder
     account = state.account
     is_imap = account.account_type.is_imap
     keep = account.after_fetch == "keep"
@@ -79,6 +78,8 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
 
     messages = mailbox.list_messages(min_uid=min_uid)
     state.log(f"{len(messages)} messages on the server in {state.folder}")
+    if not messages:
+        return  # nothing on the server: no settings to read, nothing to store or finish
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
     small = [m for m in messages if m.size <= max_size or dedupe_key(state, m) in anyway]
     over = [m for m in messages if m.size > max_size and dedupe_key(state, m) not in anyway]
@@ -101,6 +102,9 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     if len(todo) > cap:
         state.log(f"{len(todo)} new messages; taking {cap} (MaxMessagesPerRun), rest next run")
         todo = todo[:cap]
+    if not todo:
+        return  # nothing new: no parser process, no pipeline context (eight queries)
+    prestart()  # the parser's worker process starts while the context loads and mail downloads
     ctx = build_context(account)
     for warning in ctx.warnings:  # e.g. the default queue is gone: said once per run
         state.log(f"warning: {warning}")

@@ -15,6 +15,7 @@ from ..oauth.app_tokens import login_refused_hint
 from ..oauth.tokens import access_token_for
 from ..states import FetchStatus
 from .batches import FetchStopped, fetch_folder
+from .hosts import SlotWaitStopped, host_slots
 from .lease import Lease, LeaseLost, claim_account, lease_holder, renew_lease
 from .ledger import mark_finished
 from .mailbox import MailboxSettings, MailError, MailLoginError, open_mailbox
@@ -56,10 +57,10 @@ def busy_message(account_id: int) -> str:
 
 def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
     """Fetch an account whose lease the caller already holds; always releases it."""
-    account = db.session.get(MailAccount, lease.account_id)
+    # populate_existing: fresh values even when the session holds an unexpired copy.
+    account = db.session.get(MailAccount, lease.account_id, populate_existing=True)
     if account is None:
         raise LookupError(f"mail account {lease.account_id} does not exist")
-    db.session.refresh(account)
     result = FetchResult(account.id, FetchStatus.OK)
     run = FetchRun(
         mail_account_id=account.id,
@@ -72,11 +73,12 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
         # The run starts in a transaction that proves the lease is still ours: a claim that
         # took it over earlier sees this run (and closes it) or this run is never written.
         renew_lease(lease, current_app.config["LEASE_SECONDS"])
+        db.session.flush()  # the run's id, read before the commit expires it
     except LeaseLost as e:
         db.session.rollback()
         return FetchResult(lease.account_id, FetchStatus.ERROR, f"{e} before the fetch started")
-    db.session.commit()
     result.run_id = run.id
+    db.session.commit()
     state = RunState(account, account.id, lease, run, result, options)
     if account.needs_reauth:
         # No token request for a dead grant: one clear line until an admin re-authorizes.
@@ -89,7 +91,7 @@ def fetch_with_lease(lease: Lease, options: FetchOptions) -> FetchResult:
         _fetch(state)
     except LeaseLost as e:
         fail_run(state, FetchStatus.ERROR, str(e))
-    except FetchStopped:
+    except (FetchStopped, SlotWaitStopped):
         fail_run(
             state,
             FetchStatus.WARNING,
@@ -119,9 +121,18 @@ def _fetch(state: RunState) -> None:
     settings = mailbox_settings_for(account)
     state.host = account.host.lower()
     state.folder = account.effective_folder
-    state.log(f"connecting to {account.type} {account.host}:{account.effective_port}")
-    with open_mailbox(settings, debug=state.log) as mailbox:  # the conversation, masked
-        fetch_folder(state, mailbox)
+    limit = int(current_app.config["MAX_CONNECTIONS_PER_HOST"])
+    with host_slots.slot(state.host, limit, state.options.should_stop) as waited:
+        if waited is not None:
+            state.log(
+                f"waited {waited:.1f} s for a free connection to {state.host} "
+                f"(MAX_CONNECTIONS_PER_HOST {limit})"
+            )
+        state.log(f"connecting to {account.type} {account.host}:{account.effective_port}")
+        with open_mailbox(settings, debug=state.log) as mailbox:  # the conversation, masked
+            if mailbox.tls_session_reused:
+                state.log("TLS session resumed")
+            fetch_folder(state, mailbox)
     if state.finished_keys:
         mark_finished(state, state.finished_keys)
 

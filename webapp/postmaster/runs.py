@@ -82,6 +82,9 @@ class FetchOptions:
     owner: str = "cli"
     debug: Callable[[str], None] | None = None
     should_stop: Callable[[], bool] | None = None  # checked between batches
+    # Seconds to move the next run by, given the interval (the scheduler's jitter): applied in
+    # the transaction that ends the run, so a "Fetch now" or an edit never races it.
+    next_run_jitter: Callable[[timedelta], float] | None = None
 
 
 @dataclass
@@ -155,7 +158,8 @@ def finish_run(state: RunState) -> None:
     result = state.result
     save_counts(run, result)
     now = utcnow()
-    if not release_in_transaction(state.lease, next_run_at(account, now)):
+    following = next_run_at(account, now, state.options.next_run_jitter)
+    if not release_in_transaction(state.lease, following):
         run.log = "\n".join([result.log_text(), *([run.log] if run.log else [])])
         if run.finished_at is None:  # released (a stuck fetch at shutdown), never claimed
             run.finished_at = now
@@ -180,6 +184,10 @@ def fetch_interval(account: MailAccount) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def next_run_at(account: MailAccount, now: datetime) -> datetime:
-    """When the scheduler should fetch this account again."""
-    return now + fetch_interval(account)
+def next_run_at(
+    account: MailAccount, now: datetime, jitter: Callable[[timedelta], float] | None = None
+) -> datetime:
+    """When the scheduler should fetch this account again (moved by jitter(interval) s)."""
+    interval = fetch_interval(account)
+    moved = timedelta(seconds=jitter(interval)) if jitter is not None else timedelta()
+    return now + interval + moved

@@ -30,6 +30,7 @@ class Mailbox(ABC):
 
     uidvalidity: int | None = None
     supports_move: bool = False
+    tls_session_reused: bool = False  # implicit TLS resumed the last session to this host
 
     def __init__(self, settings: MailboxSettings, debug: DebugCallback | None) -> None:
         self.settings = settings

@@ -21,7 +21,7 @@ from .headers import Envelope, decode_header_value, naive_utc
 from .imap_adapter import BoundedIMAPClient
 from .limits import batch_limits
 from .settings import MailboxSettings
-from .tls import tls_context
+from .tls import remember_session, tls_context
 from .xoauth2 import decode_oauth_challenge, xoauth2_string
 
 # UIDs per FETCH command: keeps command lines short (imapclient needs plain UID lists).
@@ -74,6 +74,10 @@ class ImapMailbox(Mailbox):
         except BaseException:
             self._shutdown()
             raise
+        if settings.security == "ssl":
+            sock = client.socket()
+            self.tls_session_reused = bool(getattr(sock, "session_reused", False))
+            remember_session(context, sock, settings.host, settings.effective_port)
 
     def _capabilities(self) -> tuple[bytes, ...]:
         assert self.client is not None

@@ -19,6 +19,7 @@ from imapclient import IMAPClient, imap4
 from imapclient import tls as imapclient_tls
 
 from .limits import MAX_LINE, MAX_RESPONSE, check_line, check_literal, check_remaining
+from .tls import wrap_with_session
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -67,7 +68,15 @@ class _IMAP4(BoundedIMAP4, imap4.IMAP4WithTimeout):
 
 
 class _IMAP4TLS(BoundedIMAP4, imapclient_tls.IMAP4_TLS):
-    pass
+    # private: IMAP4_TLS._create_socket (IMAPClient 4.1.0) and its ssl_context, _timeout, host
+    # and port; the same body, with the last TLS session to this host offered for resumption.
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        if timeout is None:
+            timeout = self._timeout
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        if self.ssl_context is None:
+            return imapclient_tls.wrap_socket(sock, None, self.host)
+        return wrap_with_session(self.ssl_context, sock, self.host, self.port)
 
 
 class BoundedIMAPClient(IMAPClient):

@@ -25,7 +25,7 @@ from .headers import Envelope, decode_header_value, naive_utc
 from .limits import message_limit
 from .pop3_adapter import SSLPOP3, BoundedPOP3, PlainPOP3
 from .settings import MailboxSettings
-from .tls import tls_context
+from .tls import remember_session, tls_context
 from .xoauth2 import decode_oauth_challenge, xoauth2_string
 
 _T = TypeVar("_T")
@@ -62,6 +62,10 @@ class Pop3Mailbox(Mailbox):
         except BaseException:
             self._shutdown()
             raise
+        if settings.security == "ssl":
+            sock = self.pop.sock
+            self.tls_session_reused = bool(getattr(sock, "session_reused", False))
+            remember_session(context, sock, settings.host, settings.effective_port)
 
     def _capa(self) -> dict[str, list[str]]:
         assert self.pop is not None

@@ -10,10 +10,12 @@ the type: ignore comments that name them).
 from __future__ import annotations
 
 import poplib
+import socket
 import ssl
 
 from .base import DebugCallback
 from .limits import MAX_LINE, MAX_RESPONSE, check_line, check_remaining
+from .tls import wrap_with_session
 
 
 class BoundedPOP3(poplib.POP3):
@@ -111,3 +113,9 @@ class SSLPOP3(BoundedPOP3, poplib.POP3_SSL):
     ) -> None:
         self.debug_line = debug_line
         super().__init__(host, port, timeout=timeout, context=context)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        # private: POP3_SSL._create_socket and its context attribute (Python 3.11); the same
+        # body, with the last TLS session to this host offered for resumption.
+        sock = poplib.POP3._create_socket(self, timeout)  # type: ignore[attr-defined]
+        return wrap_with_session(self.context, sock, self.host, self.port)  # type: ignore[attr-defined]

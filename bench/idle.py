@@ -1,0 +1,375 @@
+"""`--scenario idle-accounts` (issue 15): what 1,000 valid accounts with no new mail cost.
+
+One `python -m scheduler` (run through bench/idle_child.py, which counts SQL statements, mail
+connections and runs) fetches N real Dovecot users with empty INBOXes at a short interval
+(--idle-interval minutes, default 1), so the hour at the default 10 minutes is measured in
+minutes. Phases:
+
+1. polling: every account is due at once (never run), then again after the short interval;
+   --idle-seconds (default 180) of whatever runs the scheduler does: the CPU, SQL statements,
+   commits and connections per run. On a loaded machine fewer runs happen; the cost per run
+   stays.
+2. nothing due: every next run moved a day ahead, --idle-fixed-seconds (default 60): the cost
+   of the claim poll and the heartbeat alone, which does not shrink with a longer interval.
+3. check: 20 accounts get one message and "Fetch now"; each must be stored exactly once, the
+   mailboxes empty, and every account's last run ok.
+
+CPU is utime + stime of the scheduler and all its descendants (the parse workers and their
+forkserver), read from /proc. The cost per run is phase 1's CPU less phase 2's rate over the
+same time, divided by the runs; one hour at the default interval is then
+runs_per_hour x cost_per_run + 3600 x fixed_rate, with runs_per_hour = N x 60 / 10.
+
+--push-accounts N (200 in the issue) needs IMAP IDLE push (scheduler/push.py), which this
+branch does not have: the bench says so and measures polling only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.fetch import PASSWORD, REPO, Bench, Database
+from tests.mailgen import make_mail
+
+DEFAULT_INTERVAL_MINUTES = 10
+TRICKLE = 20  # accounts that get one message at the end, fetched and checked
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime (+ reaped children's) of a process and its live descendants."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        stats[int(entry)] = (ppid, ticks / TICK)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _cpu) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@dataclass
+class Sample:
+    at: float
+    cpu: float
+    dovecot_cpu: float
+    stats: dict[str, int]
+
+    def minus(self, other: Sample) -> dict[str, float]:
+        keys = set(self.stats) | set(other.stats)
+        delta: dict[str, float] = {k: self.stats.get(k, 0) - other.stats.get(k, 0) for k in keys}
+        delta.update(
+            seconds=self.at - other.at,
+            cpu=self.cpu - other.cpu,
+            dovecot_cpu=self.dovecot_cpu - other.dovecot_cpu,
+        )
+        return delta
+
+
+class Watched:
+    """The scheduler child and how to sample it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stats_file: Path, dovecot_pid: int):
+        self.proc = proc
+        self.stats_file = stats_file
+        self.dovecot_pid = dovecot_pid
+
+    def sample(self) -> Sample:
+        time.sleep(0.6)  # the child writes its counters twice a second
+        try:
+            stats = json.loads(self.stats_file.read_text())
+        except (OSError, ValueError):
+            stats = {}
+        return Sample(
+            time.perf_counter(),
+            tree_cpu_seconds(self.proc.pid),
+            tree_cpu_seconds(self.dovecot_pid),
+            stats,
+        )
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the scheduler exited with {self.proc.returncode}")
+
+
+def make_users(ctx: Bench, n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    users = [f"idle{i}-{tag}" for i in range(n)]
+    for user in users:
+        ctx.dovecot.add_user(user, PASSWORD)
+    return users
+
+
+def set_all_next_runs(database: Database, when_sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database.url)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE mail_account SET next_run_at = {when_sql}"))
+    engine.dispose()
+
+
+def accounts_run_once(database: Database) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database.url)
+    with engine.connect() as conn:
+        n = conn.execute(
+            text("SELECT count(*) FROM mail_account WHERE last_run_at IS NOT NULL")
+        ).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+def wait_until(condition: Any, timeout: float, watched: Watched, what: str) -> float:
+    started = time.perf_counter()
+    while not condition():
+        watched.alive()
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
+def final_check(database: Database, ctx: Bench, users: list[str]) -> str:
+    """'' when the trickle mail is stored exactly once and every account's last run was ok."""
+    from sqlalchemy import create_engine, text
+
+    counts = database.counts()
+    problems = []
+    if counts["articles"] + counts["failed"] != TRICKLE or counts["seen_keys"] != TRICKLE:
+        problems.append(
+            f"{counts['articles']} articles + {counts['failed']} failed, "
+            f"{counts['seen_keys']} dedupe keys != {TRICKLE}"
+        )
+    left = sum(ctx.dovecot.message_count(u) for u in users[:TRICKLE])
+    if left:
+        problems.append(f"{left} messages left on the server")
+    engine = create_engine(database.url)
+    with engine.connect() as conn:
+        bad = conn.execute(
+            text(
+                "SELECT count(*) FROM mail_account "
+                "WHERE last_run_at IS NOT NULL AND last_status != 'ok'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    if bad:
+        problems.append(f"{bad} accounts whose last run was not ok")
+    return "; ".join(problems)
+
+
+def start_scheduler(database: Database, ctx: Bench, stats_file: Path, log: Any) -> Watched:
+    env = database.env(ctx.dovecot.ca_file)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.idle_child", str(stats_file)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    assert ctx.dovecot._process is not None  # the bench's own Dovecot: its master's pid
+    return Watched(proc, stats_file, ctx.dovecot._process.pid)
+
+
+def scenario_idle_accounts(
+    ctx: Bench,
+    accounts: int,
+    minutes: int,
+    steady_seconds: float,
+    fixed_seconds: float,
+    push_accounts: int = 0,
+) -> dict[str, Any]:
+    if push_accounts:
+        if importlib.util.find_spec("scheduler.push") is None:
+            print(
+                f"--push-accounts {push_accounts}: needs IMAP IDLE push (scheduler/push.py), "
+                "not on this branch; measuring polling only",
+                flush=True,
+            )
+        else:
+            raise SystemExit("--push-accounts: switch push on for the first N accounts here")
+    dbkind = "postgresql" if "postgresql" in ctx.dbs else "sqlite"
+    print(f"idle-accounts: {accounts} accounts, interval {minutes} min, {dbkind}", flush=True)
+    users = make_users(ctx, accounts)
+    database = Database(dbkind, ctx.pg_url, ctx.tmp)
+    stats_file = Path(tempfile.mkstemp(prefix="bench-idle-", suffix=".json")[1])
+    report: dict[str, Any] = {"accounts": accounts, "interval_minutes": minutes, "db": dbkind}
+    try:
+        database.setup([(u, ctx.boxes.port("imap"), "IMAPS") for u in users], 100)
+        with database.app.app_context():
+            from webapp.extensions import db
+            from webapp.settings.store import set_setting
+
+            set_setting("FetchIntervalMinutes", str(minutes))
+            db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+        with tempfile.TemporaryFile() as log:
+            watched = start_scheduler(database, ctx, stats_file, log)
+            try:
+                report.update(measure(ctx, database, watched, users, steady_seconds, fixed_seconds))
+            finally:
+                if watched.proc.poll() is None:
+                    os.kill(watched.proc.pid, signal.SIGTERM)
+                watched.proc.wait(timeout=120)
+                log.seek(0)
+                tail = log.read().decode("utf-8", "replace")[-2000:]
+        problems = final_check(database, ctx, users)
+    finally:
+        database.drop()
+        stats_file.unlink(missing_ok=True)
+        for user in users:
+            ctx.boxes.drop(user)
+    report["exactly_once"] = problems or "ok"
+    report["ok"] = not problems
+    if problems:
+        report["log_tail"] = tail
+    print_report(report)
+    return report
+
+
+def measure(
+    ctx: Bench,
+    database: Database,
+    watched: Watched,
+    users: list[str],
+    steady_seconds: float,
+    fixed_seconds: float,
+) -> dict[str, Any]:
+    # Start-up (imports, create_app) is not part of any run: sample once the counters exist.
+    wait_until(lambda: watched.stats_file.stat().st_size > 0, 120, watched, "the scheduler")
+    start = watched.sample()
+    time.sleep(steady_seconds)
+    steady_end = watched.sample()
+    watched.alive()
+    ran = accounts_run_once(database)
+    print(f"  {ran} of {len(users)} accounts ran at least once", flush=True)
+    set_all_next_runs(database, DAY_AHEAD[database.kind])
+    time.sleep(5)  # runs already claimed finish
+    fixed_start = watched.sample()
+    time.sleep(fixed_seconds)
+    fixed_end = watched.sample()
+    watched.alive()
+    # A few accounts get one mail and "Fetch now": real fetches, checked exactly once.
+    for user in users[:TRICKLE]:
+        ctx.dovecot.deliver(user, make_mail(subject=f"trickle {user}", body="One new mail."))
+    request_fetch_sql(database, TRICKLE)
+    wait_until(lambda: trickle_done(database), 600, watched, "the accounts with mail")
+    return {
+        "accounts_run": ran,
+        "steady": steady_end.minus(start),
+        "fixed": fixed_end.minus(fixed_start),
+    }
+
+
+DAY_AHEAD = {
+    "postgresql": "CURRENT_TIMESTAMP + INTERVAL '1 day'",
+    "sqlite": "datetime('now', '+1 day')",
+}
+
+
+def request_fetch_sql(database: Database, n: int) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database.url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE mail_account SET fetch_requested_at = CURRENT_TIMESTAMP, "
+                f"next_run_at = CURRENT_TIMESTAMP WHERE id <= (SELECT min(id) + {n - 1} "
+                "FROM mail_account)"
+            )
+        )
+    engine.dispose()
+
+
+def trickle_done(database: Database) -> bool:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database.url)
+    with engine.connect() as conn:
+        pending = conn.execute(
+            text("SELECT count(*) FROM mail_account WHERE fetch_requested_at IS NOT NULL")
+        ).scalar_one()
+    engine.dispose()
+    return pending == 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The per-run cost and the hour at the default interval, from the measured phases."""
+    steady, fixed = report.get("steady"), report.get("fixed")
+    if not steady or not fixed:
+        print(f"idle-accounts: FAILED {report.get('exactly_once')}", flush=True)
+        return
+    n, minutes = report["accounts"], report["interval_minutes"]
+    runs = steady.get("runs", 0) or 1
+    fixed_rate = fixed["cpu"] / fixed["seconds"]
+    per_run = max(0.0, steady["cpu"] - fixed_rate * steady["seconds"]) / runs
+    runs_per_hour = n * 60 / DEFAULT_INTERVAL_MINUTES
+    hour = runs_per_hour * per_run + 3600 * fixed_rate
+    statements_per_run = (
+        steady.get("sql", 0) - fixed.get("sql", 0) / fixed["seconds"] * steady["seconds"]
+    ) / runs
+    fixed_sql_rate = fixed.get("sql", 0) / fixed["seconds"]
+    derived = {
+        "steady_runs": steady.get("runs", 0),
+        "runs_per_second": steady.get("runs", 0) / steady["seconds"],
+        "steady_cpu_share": steady["cpu"] / steady["seconds"],
+        "fixed_cpu_share": fixed_rate,
+        "cpu_ms_per_run": per_run * 1000,
+        "dovecot_cpu_ms_per_run": steady["dovecot_cpu"] / runs * 1000,
+        "sql_per_run": statements_per_run,
+        "commits_per_run": steady.get("commits", 0) / runs,
+        "connections_per_run": steady.get("connections", 0) / runs,
+        "tls_resumed_per_run": steady.get("tls_resumed", 0) / runs,
+        "fixed_sql_per_second": fixed_sql_rate,
+        "runs_per_hour_at_default": runs_per_hour,
+        "cpu_seconds_per_hour_at_default": hour,
+        "core_share_at_default": hour / 3600,
+        "sql_per_hour_at_default": runs_per_hour * statements_per_run + 3600 * fixed_sql_rate,
+        "scaled_naively_from_steady": steady["cpu"]
+        / steady["seconds"]
+        * minutes
+        / DEFAULT_INTERVAL_MINUTES,
+    }
+    report["derived"] = derived
+    print(
+        f"  polling ({minutes} min interval): {derived['steady_runs']} runs in "
+        f"{steady['seconds']:.0f} s ({derived['runs_per_second']:.1f}/s), "
+        f"{derived['steady_cpu_share']:.1%} of a core; "
+        f"{derived['cpu_ms_per_run']:.1f} ms CPU, {derived['sql_per_run']:.1f} SQL statements, "
+        f"{derived['commits_per_run']:.1f} commits, {derived['connections_per_run']:.2f} "
+        f"connections per run; Dovecot {derived['dovecot_cpu_ms_per_run']:.1f} ms per run\n"
+        f"  nothing due: {fixed_rate:.2%} of a core, {fixed_sql_rate:.2f} SQL statements/s\n"
+        f"  => {n} accounts every {DEFAULT_INTERVAL_MINUTES} min: "
+        f"{hour:.0f} CPU s per hour = {hour / 3600:.1%} of one core (target < 10 %), "
+        f"{derived['sql_per_hour_at_default']:.0f} SQL statements per hour; "
+        f"exactly once: {report['exactly_once']}",
+        flush=True,
+    )
