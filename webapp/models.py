@@ -50,8 +50,15 @@ class AuditMixin:
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200))
-    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Set by mark_changed only: leases, tokens and push state are bookkeeping, and "changed
+    # at/by" on the screens must stay the admin's last edit.
+    changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     changed_by: Mapped[str | None] = mapped_column(String(200))
+
+    def mark_changed(self, actor: str | None) -> None:
+        """An admin (or a CLI user) changed this row."""
+        self.changed_at = utcnow()
+        self.changed_by = actor
 
 
 class AdminUser(Model):

@@ -92,6 +92,6 @@ def save_address(
     row.validity = validity
     row.display_name = (display_name or "").strip() or None
     row.comment = (comment or "").strip() or None
-    row.changed_by = actor
+    row.mark_changed(actor)
     db.session.commit()
     return row

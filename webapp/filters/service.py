@@ -169,7 +169,7 @@ def _store(row: PostmasterFilter, data: FilterInput, actor: str | None) -> None:
     row.actions = json.dumps([{"header": h, "value": v} for h, v in data.actions])
     row.comment = data.comment
     row.validity = data.validity
-    row.changed_by = actor
+    row.mark_changed(actor)
 
 
 def create_filter(data: FilterInput, actor: str | None) -> PostmasterFilter:

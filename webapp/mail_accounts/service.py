@@ -93,7 +93,7 @@ def update_mail_account(
     refetch = account.last_status == FetchStatus.ERROR or connection_changed(account, values)
     for key, value in values.items():
         setattr(account, key, value)
-    account.changed_by = actor
+    account.mark_changed(actor)
     forget_unsupported(account)
     dropped = False
     if account.oauth2_token is not None and (not account.account_type.oauth2 or moved):

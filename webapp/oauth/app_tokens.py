@@ -59,7 +59,6 @@ def forget_app_token(profile: OAuth2Profile) -> None:
 
 def _fetch_serialized(profile_id: int) -> str:
     db.session.commit()  # the token request runs in its own transaction
-    # changed_at is touched, not changed: a token is no change by an admin.
     profile = locked_row(OAuth2Profile, OAuth2Profile.id == profile_id, "changed_at")
     if profile is None:
         db.session.rollback()
@@ -80,7 +79,6 @@ def _fetch_serialized(profile_id: int) -> str:
         .values(
             app_access_token=access_token,
             app_token_expires_at=expires_at(token),
-            changed_at=OAuth2Profile.changed_at,  # a token is no change by an admin
         )
         .execution_options(synchronize_session=False)
     )

@@ -273,7 +273,7 @@ def update_profile(profile: OAuth2Profile, data: ProfileInput, actor: str | None
     forget_app_token(profile)  # taken with the old settings
     if grant_changed:
         _switch_accounts_grant(profile)
-    profile.changed_by = actor
+    profile.mark_changed(actor)
     db.session.commit()
 
 

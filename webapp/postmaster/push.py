@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
 
@@ -98,11 +97,6 @@ def _live(account: MailAccount, now: datetime) -> bool:
     return bool(account.push_owner and expires and expires > now)
 
 
-def _keep_changed_at() -> dict[str, Any]:
-    # The push columns are bookkeeping: "changed at/by" stays the admin's last edit.
-    return {"changed_at": MailAccount.changed_at}
-
-
 def claim_push(account_id: int, owner: str, seconds: float) -> int | None:
     """Take the push lease of a still-wanted account; its generation, or None if taken."""
     now = utcnow()
@@ -132,7 +126,6 @@ def claim_push(account_id: int, owner: str, seconds: float) -> int | None:
             push_owner=owner,
             push_expires_at=now + timedelta(seconds=seconds),
             push_generation=MailAccount.push_generation + 1,
-            **_keep_changed_at(),
         )
         .execution_options(synchronize_session=False)
     )
@@ -154,7 +147,7 @@ def renew_push(owner: str, held: dict[int, int], seconds: float) -> set[int]:
     db.session.execute(
         update(MailAccount)
         .where(MailAccount.id.in_(ids), MailAccount.push_owner == owner)
-        .values(push_expires_at=utcnow() + timedelta(seconds=seconds), **_keep_changed_at())
+        .values(push_expires_at=utcnow() + timedelta(seconds=seconds))
         .execution_options(synchronize_session=False)
     )
     still = dict(
@@ -193,7 +186,6 @@ def set_push_state(
             push_state=state,
             push_since=since or utcnow(),
             push_detail=(detail or "")[:MAX_DETAIL] or None,
-            **_keep_changed_at(),
         )
         .execution_options(synchronize_session=False)
     )
@@ -219,7 +211,6 @@ def release_push(
             push_state=state,
             push_since=utcnow() if state else None,
             push_detail=(detail or "")[:MAX_DETAIL] or None,
-            **_keep_changed_at(),
         )
         .execution_options(synchronize_session=False)
     )
@@ -242,7 +233,6 @@ def mark_limit_reached(account_ids: list[int], max_connections: int) -> None:
             push_state=PushState.LIMIT,
             push_since=now,
             push_detail=f"PUSH_MAX_CONNECTIONS={max_connections}",
-            **_keep_changed_at(),
         )
         .execution_options(synchronize_session=False)
     )

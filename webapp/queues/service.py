@@ -60,6 +60,6 @@ def save_queue(
     queue.name = name.strip()
     queue.validity = validity
     queue.comment = (comment or "").strip() or None
-    queue.changed_by = actor
+    queue.mark_changed(actor)
     db.session.commit()
     return queue
