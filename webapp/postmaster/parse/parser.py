@@ -21,6 +21,7 @@ from .headers import (
 from .html_body import html_to_text, sanitize_html
 from .model import DEFAULT_LIMITS, MailParseError, ParsedMail, ParseLimits, timeout_message
 from .parts import Collector
+from .spans import LARGE_RUN, Skeleton, cut, restore
 
 _HEADER_LINE_RE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")
 
@@ -112,13 +113,16 @@ _FEED_CHUNK = 1024 * 1024
 def parse_mail(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMail:
     """Parse raw RFC 5322 bytes; raises MailParseError only for cap violations or non-mail."""
     raw = bytes(raw)
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): that copies a 25 MB message
         raise MailParseError("empty message")
     deadline = time.monotonic() + limits.max_seconds
     _check_top_header_block(raw, limits)
-    msg = _feed(raw, _CappedParser(limits, deadline))
+    # Large base64 bodies bypass the feed parser (spans.py); small mail is parsed as it is.
+    skeleton = cut(raw) if len(raw) > LARGE_RUN else Skeleton(raw, raw)
+    msg = _feed(skeleton.data, _CappedParser(limits, deadline))
+    restore(msg, skeleton)
 
-    collector = Collector(deadline, limits)
+    collector = Collector(deadline, limits, skeleton)
     if not msg.keys():
         collector.defect("message has no headers")
     collector.walk(msg, 0)

@@ -15,6 +15,7 @@ from .charset import NO_CHARSET, codec_for, decode_bytes
 from .filenames import safe_filename
 from .headers import decode_header_value
 from .model import MailParseError, ParsedAttachment, ParseLimits, timeout_message
+from .spans import Skeleton
 
 _DEFECT_TEXT = {
     email_errors.NoBoundaryInMultipartDefect: "multipart part without boundary parameter",
@@ -60,9 +61,10 @@ def _parts(part: Message) -> list[Message]:
 class Collector:
     """Walks the parsed tree and sorts parts into body text, HTML and attachments."""
 
-    def __init__(self, deadline: float, limits: ParseLimits) -> None:
+    def __init__(self, deadline: float, limits: ParseLimits, skeleton: Skeleton) -> None:
         self.deadline = deadline
         self.limits = limits
+        self.skeleton = skeleton  # large base64 contents decoded from the raw bytes
         self.plain: list[str] = []
         self.html: str | None = None
         self.attachments: list[ParsedAttachment] = []
@@ -106,7 +108,9 @@ class Collector:
         self.add_attachment(part, ctype, filename, content)
 
     def payload(self, part: Message) -> bytes:
-        large = _large_base64(part)
+        large = self.skeleton.take(part)
+        if large is None:
+            large = _large_base64(part)
         if large is not None:
             return large
         try:
