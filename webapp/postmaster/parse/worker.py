@@ -46,6 +46,11 @@ class ParserDied(MailParseError):
     """The worker process ended while parsing (killed, out of memory, crashed)."""
 
 
+# The raw mail and large attachment contents cross the pipe with send_bytes, not inside a
+# pickle: a pickle is one more copy of a 25 MB message on each side.
+_BLOB = 64 * 1024
+
+
 def _serve(conn: Connection) -> None:
     """The child: parse the batches that arrive, one answer per message, until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -53,11 +58,13 @@ def _serve(conn: Connection) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            raws, limits, stall = conn.recv()
+            count, limits, stall = conn.recv()
+            raws = [conn.recv_bytes() for _ in range(count)]
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
-        for raw in raws:
-            if not _answer(conn, raw, limits, stall):
+        raws.reverse()
+        while raws:
+            if not _answer(conn, raws.pop(), limits, stall):  # pop: parsed mail is freed
                 return
 
 
@@ -71,14 +78,22 @@ def _answer(conn: Connection, raw: bytes, limits: ParseLimits, stall: bool) -> b
         answer = ("ok", parse_mail(raw, limits))
     except Exception as exc:
         answer = ("error", exc)
+    del raw
     signal.setitimer(signal.ITIMER_REAL, 0)
+    blobs: dict[int, bytes] = {}  # attachment index -> content, sent after the mail
+    if isinstance(answer[1], ParsedMail):
+        for index, attachment in enumerate(answer[1].attachments):
+            if len(attachment.content) >= _BLOB:
+                blobs[index], attachment.content = attachment.content, b""
     try:
-        conn.send(answer)
+        conn.send((*answer, list(blobs)))
+        for blob in blobs.values():
+            conn.send_bytes(blob)
     except OSError:
         return False  # the parent is gone
     except Exception:  # the exception does not pickle (nothing was sent): send its text
         error = answer[1]
-        conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+        conn.send(("error", RuntimeError(f"{type(error).__name__}: {error}"), []))
     return True
 
 
@@ -104,7 +119,9 @@ class _Worker:
     def send(self, raws: list[bytes], limits: ParseLimits, stall: bool) -> None:
         """Hand the child a batch; it answers each message in order."""
         try:
-            self.conn.send((raws, limits, stall))
+            self.conn.send((len(raws), limits, stall))
+            for raw in raws:
+                self.conn.send_bytes(raw)
         except OSError:
             self.kill()
             raise ParserDied("the parser process ended while parsing this mail") from None
@@ -117,7 +134,9 @@ class _Worker:
             if not self.conn.poll(limits.max_seconds):
                 self.kill()
                 raise ParseTimeout(timeout_message(limits.max_seconds))
-            status, value = self.conn.recv()
+            status, value, blobs = self.conn.recv()
+            for index in blobs:  # the large attachment contents, sent after the mail
+                value.attachments[index].content = self.conn.recv_bytes()
         except (EOFError, OSError):
             self.kill()
             raise ParserDied("the parser process ended while parsing this mail") from None
