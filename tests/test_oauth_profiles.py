@@ -129,6 +129,15 @@ def test_secret_expiry_warning(admin_client, app_ctx):
         "The client secret expired"
     )
     assert secret_warning(profile, date.today() - timedelta(days=30)) is None
+    assert "Azure" in secret_warning(profile, date.today() + timedelta(days=11))
+
+
+def test_secret_expiry_warning_names_the_providers_console(app_ctx):
+    expired = date.today() - timedelta(days=1)
+    google = OAuth2Profile(provider="Google", credential="secret", secret_expires_on=expired)
+    warning = secret_warning(google)
+    assert "Google Cloud console" in warning
+    assert "Azure" not in warning and "AADSTS" not in warning
 
 
 def test_profile_in_use_cannot_be_deleted(admin_client, app_ctx):

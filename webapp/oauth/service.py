@@ -319,17 +319,29 @@ def secret_warning(profile: OAuth2Profile, today: date | None = None) -> str | N
     when = profile.secret_expires_on.isoformat()
     if profile.credential == "certificate":
         return _certificate_warning(days, when)
+    where, code = _SECRET_HOME.get(profile.provider, _SECRET_HOME["Custom"])
     if days < 0:
         return (
-            f"The client secret expired on {when}: every mailbox of this profile stops "
-            "(AADSTS7000222). Create a new secret in Azure and enter its Value here."
+            f"The client secret expired on {when}: every mailbox of this profile stops{code}. "
+            f"Create a new secret in {where} and enter it here."
         )
     if days <= SECRET_WARNING_DAYS:
         return (
             f"The client secret expires on {when} (in {days} days). Create a new secret in "
-            "Azure and enter its Value here before then."
+            f"{where} and enter it here before then."
         )
     return None
+
+
+# Where an admin makes a new client secret, and the error a provider gives for an expired one.
+_SECRET_HOME = {
+    "MicrosoftAzure": (
+        "Azure (App registrations, Certificates & secrets; copy its Value)",
+        " (AADSTS7000222)",
+    ),
+    "Google": ("the Google Cloud console (APIs & Services, Credentials)", ""),
+    "Custom": ("the identity provider's client settings", ""),
+}
 
 
 def _certificate_warning(days: int, when: str) -> str | None:
