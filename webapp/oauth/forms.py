@@ -34,7 +34,9 @@ class ProfileForm(FlaskForm):
     client_secret = PasswordField(
         "Client secret",
         render_kw={"autocomplete": "new-password"},
-        description="The secret's Value (shown once in Azure), not its Secret ID.",
+        description=(
+            "The secret's value (for Microsoft: its Value, shown once in Azure, not its Secret ID)."
+        ),
     )
     tenant_id = StringField(
         "Tenant ID",

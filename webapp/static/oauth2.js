@@ -44,14 +44,21 @@ document.addEventListener("DOMContentLoaded", () => {
   apply();
 });
 
-// The key and certificate fields only for the certificate credential.
+// The key and certificate fields only for the certificate credential, the secret only for
+// the secret one.
 document.addEventListener("DOMContentLoaded", () => {
   const credential = document.getElementById("credential");
   const fields = document.querySelector("[data-credential-certificate]");
+  const secret = document.querySelector("[data-credential-secret]");
   if (!credential || !fields) {
     return;
   }
-  const apply = () => fields.classList.toggle("hidden", credential.value !== "certificate");
+  const apply = () => {
+    fields.classList.toggle("hidden", credential.value !== "certificate");
+    if (secret) {
+      secret.classList.toggle("hidden", credential.value === "certificate");
+    }
+  };
   credential.addEventListener("change", apply);
   apply();
 });
