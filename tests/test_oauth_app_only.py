@@ -261,3 +261,16 @@ def input_from_profile(profile: OAuth2Profile, **changes) -> ProfileInput:
     for key, value in changes.items():
         setattr(data, key, value)
     return data
+
+
+def test_test_connection_before_saving_an_app_only_account_logs_in_with_the_apps_token(
+    admin_client, idp, ms_tenant, dovecot, app_profile
+):
+    mailbox = granted_mailbox(idp, ms_tenant, dovecot)
+    form = account_form(
+        app_profile, mailbox, host="127.0.0.1", port=str(port_for(dovecot, "IMAPOAuth2"))
+    )
+    result = admin_client.post("/mail-accounts/try", data={**form, "test": "Test connection"})
+    assert result.json["ok"] is True, result.json
+    assert "INBOX" in result.json["folders"]
+    assert account_by_username(mailbox) is None  # nothing saved

@@ -422,6 +422,11 @@ def check_unsaved_connection(
     if errors:
         raise ValidationError(errors)
     if ACCOUNT_TYPES[values["type"]].oauth2:
+        profile = app_only_profile(data)
+        if profile is not None:  # no sign-in per account: the app's token logs in
+            probe = MailAccount(**values)  # never added to the session: nothing is written
+            probe.oauth2_profile = profile
+            return check_connection(probe)
         if account is None or account.oauth2_token is None or account.needs_reauth:
             raise ConnectionFailed(OAUTH2_NOT_LINKED)
         if needs_consent(data, account):
