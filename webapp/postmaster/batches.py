@@ -79,7 +79,10 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     messages = mailbox.list_messages(min_uid=min_uid)
     state.log(f"{len(messages)} messages on the server in {state.folder}")
     if not messages:
-        return  # nothing on the server: no settings to read, nothing to store or finish
+        # Nothing listed: no settings to read, nothing to store or finish; only mail over
+        # the limit listed before may be gone now (or belong to the old folder).
+        state.result.oversized = report_oversized(state, mailbox, [], 0, min_uid, anyway)
+        return
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
     small = [m for m in messages if m.size <= max_size or dedupe_key(state, m) in anyway]
     over = [m for m in messages if m.size > max_size and dedupe_key(state, m) not in anyway]

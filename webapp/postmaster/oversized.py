@@ -57,6 +57,8 @@ def report_oversized(
     fetching: keys this run fetches anyway (their rows go once they are stored).
     Mail already stored (keep mode leaves it on the server) is not reported. Returns how many
     known messages over the limit stay on the server."""
+    if not messages and not fetching and not _has_rows(state.account_id):
+        return 0  # the common idle run: one indexed lookup, no writes
     # Rows of another host or folder (the account was changed) say nothing about this one.
     db.session.execute(
         delete(OversizedMessage).where(
@@ -127,3 +129,10 @@ def _add_rows(
                 sent_at=envelope.sent_at if envelope else None,
             )
         )
+
+
+def _has_rows(account_id: int) -> bool:
+    found = db.session.execute(
+        select(OversizedMessage.id).where(OversizedMessage.mail_account_id == account_id).limit(1)
+    ).first()
+    return found is not None
