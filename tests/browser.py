@@ -96,11 +96,16 @@ def live_server(app) -> Iterator[LiveServer]:
         server.server_close()
 
 
-def wait_for(driver, condition, timeout: float = 10):
-    """WebDriverWait(driver, timeout).until(condition)."""
+def wait_for(driver, condition, timeout: float = 30):
+    """WebDriverWait(driver, timeout).until(condition), with a deadline a loaded machine
+    meets. An element of the page being replaced (a click that loads the next page, a
+    section redrawn by a script) is stale or missing for a moment: the condition is asked
+    again, not failed."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
 
 
 def sign_in(driver, server: LiveServer, username: str | None = None, password: str | None = None):
