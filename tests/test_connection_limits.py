@@ -15,7 +15,7 @@ from tests.fetching import add_account
 from tests.mailgen import make_mail
 from tests.scheduling import log_text, start_scheduler, stop_scheduler, wait_for
 from tests.servers.dovecot import Dovecot
-from tests.servers.fixtures import _dovecot_missing
+from tests.servers.fixtures import require_dovecot
 from tests.servers.proxy import CountingProxy
 from webapp.extensions import db
 from webapp.models import Article, FetchRun, MailAccount
@@ -180,9 +180,7 @@ def test_a_run_that_finds_nothing_records_its_time_and_status(app, app_ctx, dove
 @pytest.fixture(scope="module")
 def resuming_dovecot() -> Iterator[Dovecot]:
     """A Dovecot whose login processes are shared, so TLS sessions can be resumed."""
-    reason = _dovecot_missing()
-    if reason:
-        pytest.skip(reason)
+    require_dovecot()
     server = Dovecot(shared_login=True)
     server.start()
     try:
