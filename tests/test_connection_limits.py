@@ -5,9 +5,8 @@ records what the admin needs (issue 15). Real Dovecot behind a counting TCP prox
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,14 +57,6 @@ def accounts_with_one_mail(dovecot, proxy: CountingProxy, n: int) -> list[int]:
     return ids
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 def mailboxes_left(dovecot, account_ids: list[int]) -> int:
     names = [db.session.get(MailAccount, a).username for a in account_ids]
     return sum(dovecot.message_count(name) for name in names)
@@ -93,7 +84,7 @@ def test_fetches_beyond_the_host_limit_wait_and_are_fetched_later(app, app_ctx, 
     for thread in threads:
         thread.start()
     try:
-        wait_until(
+        wait_for(
             lambda: proxy.counts()[0] == LIMIT and host_slots.waiting("127.0.0.1") == LIMIT,
             60,
             f"{LIMIT} connections open and {LIMIT} fetches waiting",
