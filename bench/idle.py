@@ -19,13 +19,18 @@ forkserver), read from /proc. The cost per run is phase 1's CPU less phase 2's r
 same time, divided by the runs; one hour at the default interval is then
 runs_per_hour x cost_per_run + 3600 x fixed_rate, with runs_per_hour = N x 60 / 10.
 
---push-accounts N (200 in the issue) needs IMAP IDLE push (scheduler/push.py), which this
-branch does not have: the bench says so and measures polling only.
+--push-accounts N (200 in the issue): the last N accounts have "Fetch on arrival" and idle on
+one IMAP IDLE connection each (bench/idle_push.py; PUSH_MAX_CONNECTIONS, default 200, must
+allow N). Phase 1 starts once all N are connected (their safety-net polls at the interval
+are runs like the others'); phase 2 then includes the idling connections; the check also
+delivers to 5 push accounts without "Fetch now" (each mail stored exactly once); and a 4th
+phase, push switched off and every connection dropped, gives the nothing-due rate without
+push, so that the push part (CPU of the scheduler and of Dovecot, SQL statements) is phase 2
+less phase 4. Each sample also reads the scheduler's RSS, threads and connections to Dovecot.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import idle_push
 from bench.fetch import PASSWORD, REPO, Bench, Database
 from tests.mailgen import make_mail
 
@@ -78,6 +84,7 @@ class Sample:
     cpu: float
     dovecot_cpu: float
     stats: dict[str, int]
+    gauges: dict[str, int]  # read at the sample, not summed: RSS, threads, connections
 
     def minus(self, other: Sample) -> dict[str, float]:
         keys = set(self.stats) | set(other.stats)
@@ -87,16 +94,20 @@ class Sample:
             cpu=self.cpu - other.cpu,
             dovecot_cpu=self.dovecot_cpu - other.dovecot_cpu,
         )
+        delta.update({f"end_{k}": v for k, v in self.gauges.items()})
         return delta
 
 
 class Watched:
     """The scheduler child and how to sample it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stats_file: Path, dovecot_pid: int):
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stats_file: Path, dovecot_pid: int, imaps_port: int
+    ):
         self.proc = proc
         self.stats_file = stats_file
         self.dovecot_pid = dovecot_pid
+        self.imaps_port = imaps_port
 
     def sample(self) -> Sample:
         time.sleep(0.6)  # the child writes its counters twice a second
@@ -109,6 +120,7 @@ class Watched:
             tree_cpu_seconds(self.proc.pid),
             tree_cpu_seconds(self.dovecot_pid),
             stats,
+            idle_push.gauges(self.proc.pid, self.imaps_port),
         )
 
     def alive(self) -> None:
@@ -155,18 +167,22 @@ def wait_until(condition: Any, timeout: float, watched: Watched, what: str) -> f
     return time.perf_counter() - started
 
 
-def final_check(database: Database, ctx: Bench, users: list[str]) -> str:
-    """'' when the trickle mail is stored exactly once and every account's last run was ok."""
+def final_check(database: Database, ctx: Bench, users: list[str], push_ids: list[str]) -> str:
+    """'' when the trickle and push mails are stored exactly once and every last run was ok."""
     from sqlalchemy import create_engine, text
 
     counts = database.counts()
     problems = []
-    if counts["articles"] + counts["failed"] != TRICKLE or counts["seen_keys"] != TRICKLE:
+    expected = TRICKLE + len(push_ids)
+    if counts["articles"] + counts["failed"] != expected or counts["seen_keys"] != expected:
         problems.append(
             f"{counts['articles']} articles + {counts['failed']} failed, "
-            f"{counts['seen_keys']} dedupe keys != {TRICKLE}"
+            f"{counts['seen_keys']} dedupe keys != {expected}"
         )
-    left = sum(ctx.dovecot.message_count(u) for u in users[:TRICKLE])
+    not_once = {m: n for m, n in idle_push.stored_once(database, push_ids).items() if n != 1}
+    if not_once:
+        problems.append(f"push mails not stored exactly once: {not_once}")
+    left = sum(ctx.dovecot.message_count(u) for u in users)
     if left:
         problems.append(f"{left} messages left on the server")
     engine = create_engine(database.url)
@@ -194,7 +210,7 @@ def start_scheduler(database: Database, ctx: Bench, stats_file: Path, log: Any) 
         stderr=log,
     )
     assert ctx.dovecot._process is not None  # the bench's own Dovecot: its master's pid
-    return Watched(proc, stats_file, ctx.dovecot._process.pid)
+    return Watched(proc, stats_file, ctx.dovecot._process.pid, ctx.boxes.port("imap"))
 
 
 def scenario_idle_accounts(
@@ -205,23 +221,31 @@ def scenario_idle_accounts(
     fixed_seconds: float,
     push_accounts: int = 0,
 ) -> dict[str, Any]:
-    if push_accounts:
-        if importlib.util.find_spec("scheduler.push") is None:
-            print(
-                f"--push-accounts {push_accounts}: needs IMAP IDLE push (scheduler/push.py), "
-                "not on this branch; measuring polling only",
-                flush=True,
-            )
-        else:
-            raise SystemExit("--push-accounts: switch push on for the first N accounts here")
+    if not 0 <= push_accounts <= accounts - TRICKLE:
+        raise SystemExit(f"--push-accounts: 0 to {accounts - TRICKLE} (the first {TRICKLE} poll)")
     dbkind = "postgresql" if "postgresql" in ctx.dbs else "sqlite"
-    print(f"idle-accounts: {accounts} accounts, interval {minutes} min, {dbkind}", flush=True)
+    print(
+        f"idle-accounts: {accounts} accounts ({push_accounts} on push), interval {minutes} min, "
+        f"{dbkind}",
+        flush=True,
+    )
+    if push_accounts:
+        idle_push.raise_process_limit(ctx, push_accounts)
     users = make_users(ctx, accounts)
+    polled = len(users) - push_accounts
     database = Database(dbkind, ctx.pg_url, ctx.tmp)
     stats_file = Path(tempfile.mkstemp(prefix="bench-idle-", suffix=".json")[1])
-    report: dict[str, Any] = {"accounts": accounts, "interval_minutes": minutes, "db": dbkind}
+    report: dict[str, Any] = {
+        "accounts": accounts,
+        "push_accounts": push_accounts,
+        "interval_minutes": minutes,
+        "db": dbkind,
+    }
+    tail, push_ids = "", []
     try:
-        database.setup([(u, ctx.boxes.port("imap"), "IMAPS") for u in users], 100)
+        port = ctx.boxes.port("imap")
+        database.setup([(u, port, "IMAPS") for u in users[:polled]], 100)
+        database.setup([(u, port, "IMAPS") for u in users[polled:]], 100, push=True)
         with database.app.app_context():
             from webapp.extensions import db
             from webapp.settings.store import set_setting
@@ -233,14 +257,18 @@ def scenario_idle_accounts(
         with tempfile.TemporaryFile() as log:
             watched = start_scheduler(database, ctx, stats_file, log)
             try:
-                report.update(measure(ctx, database, watched, users, steady_seconds, fixed_seconds))
+                phases = Phases(ctx, database, watched, users, push_accounts)
+                report.update(phases.run(steady_seconds, fixed_seconds))
+                push_ids = phases.push_ids
             finally:
                 if watched.proc.poll() is None:
                     os.kill(watched.proc.pid, signal.SIGTERM)
                 watched.proc.wait(timeout=120)
                 log.seek(0)
                 tail = log.read().decode("utf-8", "replace")[-2000:]
-        problems = final_check(database, ctx, users)
+        problems = final_check(database, ctx, users, push_ids)
+    except Exception as e:
+        problems = f"{type(e).__name__}: {e}"
     finally:
         database.drop()
         stats_file.unlink(missing_ok=True)
@@ -254,38 +282,74 @@ def scenario_idle_accounts(
     return report
 
 
-def measure(
-    ctx: Bench,
-    database: Database,
-    watched: Watched,
-    users: list[str],
-    steady_seconds: float,
-    fixed_seconds: float,
-) -> dict[str, Any]:
-    # Start-up (imports, create_app) is not part of any run: sample once the counters exist.
-    wait_until(lambda: watched.stats_file.stat().st_size > 0, 120, watched, "the scheduler")
-    start = watched.sample()
-    time.sleep(steady_seconds)
-    steady_end = watched.sample()
-    watched.alive()
-    ran = accounts_run_once(database)
-    print(f"  {ran} of {len(users)} accounts ran at least once", flush=True)
-    set_all_next_runs(database, DAY_AHEAD[database.kind])
-    time.sleep(5)  # runs already claimed finish
-    fixed_start = watched.sample()
-    time.sleep(fixed_seconds)
-    fixed_end = watched.sample()
-    watched.alive()
-    # A few accounts get one mail and "Fetch now": real fetches, checked exactly once.
-    for user in users[:TRICKLE]:
-        ctx.dovecot.deliver(user, make_mail(subject=f"trickle {user}", body="One new mail."))
-    request_fetch_sql(database, TRICKLE)
-    wait_until(lambda: trickle_done(database), 600, watched, "the accounts with mail")
-    return {
-        "accounts_run": ran,
-        "steady": steady_end.minus(start),
-        "fixed": fixed_end.minus(fixed_start),
-    }
+class Phases:
+    """The measured phases of one scheduler run (see the module's docstring)."""
+
+    def __init__(
+        self, ctx: Bench, database: Database, watched: Watched, users: list[str], push: int
+    ) -> None:
+        self.ctx = ctx
+        self.database = database
+        self.watched = watched
+        self.users = users
+        self.push = push
+        self.push_users = users[len(users) - push :]
+        self.push_ids: list[str] = []
+
+    def run(self, steady_seconds: float, fixed_seconds: float) -> dict[str, Any]:
+        watched, database = self.watched, self.database
+        # Start-up (imports, create_app) is not part of any run: sample once the counters exist.
+        wait_until(lambda: watched.stats_file.stat().st_size > 0, 120, watched, "the scheduler")
+        result: dict[str, Any] = {"start_gauges": watched.sample().gauges}
+        if self.push:
+            took = wait_until(
+                lambda: idle_push.connected(database) >= self.push, 900, watched, "push"
+            )
+            result["push_connect_seconds"] = round(took, 1)
+            print(f"  {self.push} push connections in {took:.0f} s", flush=True)
+        start = watched.sample()
+        time.sleep(steady_seconds)
+        steady_end = watched.sample()
+        watched.alive()
+        result["accounts_run"] = ran = accounts_run_once(database)
+        print(f"  {ran} of {len(self.users)} accounts ran at least once", flush=True)
+        result["steady"] = steady_end.minus(start)
+        result["fixed"] = self.nothing_due(fixed_seconds)
+        if self.push:
+            result["doveadm_who_imap"] = idle_push.dovecot_sessions(self.ctx)
+        result.update(self.check())
+        if self.push:
+            idle_push.switch_push_off(database)
+            wait_until(lambda: idle_push.held(database) == 0, 120, watched, "push off")
+            result["fixed_without_push"] = self.nothing_due(fixed_seconds)
+        return result
+
+    def nothing_due(self, seconds: float) -> dict[str, float]:
+        set_all_next_runs(self.database, DAY_AHEAD[self.database.kind])
+        time.sleep(5)  # runs already claimed finish
+        begin = self.watched.sample()
+        time.sleep(seconds)
+        end = self.watched.sample()
+        self.watched.alive()
+        return end.minus(begin)
+
+    def check(self) -> dict[str, Any]:
+        """Fetch now for 20 polled accounts; one mail each into 5 push accounts, no Fetch now."""
+        database, watched = self.database, self.watched
+        for user in self.users[:TRICKLE]:
+            self.ctx.dovecot.deliver(user, make_mail(subject=f"trickle {user}", body="New mail."))
+        request_fetch_sql(database, TRICKLE)
+        result: dict[str, Any] = {}
+        if self.push:
+            runs_before = idle_push.push_runs(database)
+            self.push_ids, sent = idle_push.deliver_push_mail(self.ctx, self.push_users)
+            stored = lambda: all(idle_push.stored_once(database, self.push_ids).values())  # noqa: E731
+            wait_until(stored, 300, watched, "the push mails")
+            result["push_mails"] = len(self.push_ids)
+            result["push_mails_stored_seconds"] = round(time.perf_counter() - sent, 1)
+            result["push_runs_in_check"] = idle_push.push_runs(database) - runs_before
+        wait_until(lambda: trickle_done(database), 600, watched, "the accounts with mail")
+        return result
 
 
 DAY_AHEAD = {
@@ -373,3 +437,5 @@ def print_report(report: dict[str, Any]) -> None:
         f"exactly once: {report['exactly_once']}",
         flush=True,
     )
+    if report.get("push_accounts"):
+        idle_push.report_push(report)

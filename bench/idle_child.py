@@ -3,7 +3,9 @@
 The same scheduler process, plus what the idle-accounts benchmark reads from outside: SQL
 statements by kind and commits (SQLAlchemy engine events), mail connections opened (calls of
 socket.create_connection, which imaplib and poplib use), TLS handshakes that resumed a session,
-and fetch runs by outcome. Written to STATS_FILE as JSON twice a second and at exit.
+fetch runs by outcome, and for push the IDLE commands sent (IdleMailbox.start_idle: the first of
+each connection and every re-issue after PUSH_IDLE_SECONDS) and the PushManager syncs.
+Written to STATS_FILE as JSON twice a second and at exit.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 from sqlalchemy import event
 
 from scheduler import jobs
+from scheduler.push import PushManager
 from scheduler.runner import run_scheduler
 from webapp import create_app
 from webapp.extensions import db
+from webapp.postmaster.mailbox.idle import IdleMailbox
 
 counts: Counter[str] = Counter()
 lock = threading.Lock()
@@ -69,6 +73,22 @@ def instrument_runs() -> None:
     jobs.fetch_claimed = fetch_claimed  # type: ignore[assignment]
 
 
+def instrument_push() -> None:
+    start_idle = IdleMailbox.start_idle
+    sync = PushManager.sync
+
+    def counted_start_idle(self: IdleMailbox) -> None:
+        count("idle_commands")
+        start_idle(self)
+
+    def counted_sync(self: PushManager) -> None:
+        count("push_syncs")
+        sync(self)
+
+    IdleMailbox.start_idle = counted_start_idle  # type: ignore[method-assign]
+    PushManager.sync = counted_sync  # type: ignore[method-assign]
+
+
 def tls_resumed() -> int:
     """Sessions reused so far, if this branch has TLS session reuse (else 0)."""
     try:
@@ -94,6 +114,7 @@ def main() -> int:
     instrument_database(app)
     instrument_connections()
     instrument_runs()
+    instrument_push()
     stop = threading.Event()
 
     def writer() -> None:
