@@ -20,7 +20,7 @@ from webapp.models import (
     TicketCounter,
     TicketState,
 )
-from webapp.postmaster import pipeline
+from webapp.postmaster import blobs, pipeline
 from webapp.postmaster import tickets as tickets_module
 from webapp.postmaster.context import build_context
 from webapp.postmaster.parse import ParseLimits
@@ -81,6 +81,35 @@ def test_new_ticket_stores_article_attachments_and_raw_mail(app_ctx):
     assert (attachment.filename, attachment.content_type) == ("report.pdf", "application/pdf")
     assert attachment.content == b"%PDF-1.4 data" and attachment.size == 13
     assert db.session.query(RawMail).count() == 1
+
+
+def test_large_raw_mail_and_attachment_are_stored_byte_identical(app_ctx, monkeypatch):
+    # Over blobs.LARGE_BLOB: on SQLite written by incremental blob I/O, in 1 MB slices.
+    written: list[int] = []
+
+    def spy(conn, table, column, values):
+        written.extend(len(v) for v in values.values())
+        blobs.write_large_values(conn, table, column, values)
+
+    monkeypatch.setattr(tickets_module, "write_large_values", spy)
+    pdfs = [bytes(range(256)) * (9000 + i) for i in range(2)]  # ≈ 2.3 MB each, not 1 MB slices
+    raws = [
+        make_mail(subject=f"big {i}", attachments=[("scan.pdf", "application/pdf", pdf)])
+        for i, pdf in enumerate(pdfs)
+    ]
+    raws.insert(1, make_mail(subject="small"))
+    outcomes = process_batch(build_context(make_account()), raws)
+    db.session.commit()
+    for raw, outcome in zip(raws, outcomes, strict=True):
+        assert outcome.kind == "new_ticket"
+        assert db.session.get(RawMail, outcome.raw_mail_id).content == raw
+    for pdf, outcome in zip(pdfs, [outcomes[0], outcomes[2]], strict=True):
+        (attachment,) = db.session.get(Article, outcome.article_id).attachments
+        assert attachment.content == pdf and attachment.size == len(pdf)
+    if db.engine.dialect.name == "sqlite":
+        assert sorted(written) == sorted([len(raws[0]), len(raws[2]), *map(len, pdfs)])
+    else:
+        assert written == []  # PostgreSQL: the plain INSERT
 
 
 def test_given_raw_mail_is_used_not_stored_again(app_ctx):

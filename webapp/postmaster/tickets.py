@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
 from ..models import Article, Attachment, RawMail, Ticket, TicketCounter, table_of, utcnow
+from .blobs import has_large_values, take_large_values, write_large_values
 from .parse import ParsedAttachment, ParsedMail
 
 # OTOBO's SystemID; part of every ticket number so numbers of two systems never collide.
@@ -134,10 +135,22 @@ _NEXT_IDS = text(
 )
 
 
-def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> list[int]:
-    """Insert rows with one statement (executemany); their new ids, in order."""
+def insert_rows(
+    conn: Connection, table: Table, rows: list[dict], blob_column: str | None = None
+) -> list[int]:
+    """Insert rows with one statement (executemany); their new ids, in order.
+
+    blob_column: its large values go in by incremental blob I/O on SQLite (blobs.py)."""
     if not rows:
         return []
+    large = take_large_values(conn, rows, blob_column) if blob_column else {}
+    ids = _insert_rows(conn, table, rows)
+    if blob_column:
+        write_large_values(conn, table, blob_column, {ids[i]: v for i, v in large.items()})
+    return ids
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict]) -> list[int]:
     if conn.dialect.name == "postgresql" and len(rows) > 1:
         # The ids from the sequence in one round trip, then a plain executemany (psycopg
         # pipelines it): the multi-row INSERT .. RETURNING that SQLAlchemy sends otherwise is
@@ -206,7 +219,9 @@ def insert_articles(conn: Connection, articles: list[NewArticle]) -> list[int]:
     rows = [
         row for a, i in zip(articles, ids, strict=True) for row in attachment_rows(i, a.attachments)
     ]
-    if rows:
+    if rows and has_large_values(conn, rows, "content"):
+        insert_rows(conn, _ATTACHMENT, rows, blob_column="content")  # ids for the blob writes
+    elif rows:
         conn.execute(_INSERT_ATTACHMENT, rows)
     return ids
 
@@ -255,4 +270,4 @@ def update_followed_up_tickets(conn: Connection, changes: list[tuple[int, int, i
 def store_raw_mails(conn: Connection, raws: list[tuple[bytes, str]]) -> list[int]:
     """Insert the messages exactly as received, given with their SHA-256; their RawMail ids."""
     rows = [{"sha256": sha256, "size": len(raw), "content": raw} for raw, sha256 in raws]
-    return insert_rows(conn, _RAW_MAIL, rows)
+    return insert_rows(conn, _RAW_MAIL, rows, blob_column="content")
