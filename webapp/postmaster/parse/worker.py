@@ -10,9 +10,10 @@ fresh child. No code path of the parser can outlive the limit.
 Children are started from a forkserver (never a fork of the threaded scheduler or gunicorn
 process) that has this module, and so the parser, imported already, without the app (see
 parser_preload.py): a new child is ready in milliseconds. Idle children are kept for reuse
-by the next fetch. A child never outlives its parent: it exits when its pipe reaches EOF (the parent closed it or died), and while parsing
-it carries an alarm a little past the limit whose default action ends it, in case the parent
-died in the meantime. multiprocessing terminates the (daemonic) children at a normal exit.
+by the next fetch. A child never outlives its parent: it exits when its pipe reaches EOF
+(the parent closed it or died), and while parsing it carries an alarm a little past the
+limit whose default action ends it, in case the parent died in the meantime.
+multiprocessing terminates the (daemonic) children at a normal exit.
 """
 
 from __future__ import annotations
