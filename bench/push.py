@@ -24,6 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from bench.idle_push import push_runs as count_push_runs
 from tests.mailgen import make_mail
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def scenario_push(ctx: Bench, accounts: int, messages: int, gap: float) -> None:
             log.seek(0)
             output = log.read().decode("utf-8", "replace")
         counts = database.counts()
-        push_runs = _push_runs(database)
+        push_runs = count_push_runs(database)
     finally:
         database.drop()
     n = len(result["ids"])
@@ -223,13 +224,3 @@ def _set_interval(database, ids: list[int]) -> None:
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
-
-
-def _push_runs(database) -> int:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(database.url)
-    with engine.connect() as conn:
-        runs = conn.execute(text("SELECT count(*) FROM fetch_run WHERE trigger = 'push'")).scalar()
-    engine.dispose()
-    return int(runs or 0)
