@@ -1,9 +1,13 @@
-"""Connections to one host are limited (MAX_CONNECTIONS_PER_HOST), fetches beyond the limit
-wait and are fetched later, TLS sessions are resumed, and a run that finds nothing still
-records what the admin needs (issue 15). Real Dovecot behind a counting TCP proxy."""
+"""Connections to one host are limited (MAX_CONNECTIONS_PER_HOST) across every process,
+fetches beyond the limit wait and are fetched later, TLS sessions are resumed, and a run that
+finds nothing still records what the admin needs (issue 15). Real Dovecot behind a counting
+TCP proxy."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +23,8 @@ from tests.servers.proxy import CountingProxy
 from webapp.extensions import db
 from webapp.models import Article, FetchRun, MailAccount
 from webapp.postmaster.fetch import fetch_account
-from webapp.postmaster.hosts import host_slots
+from webapp.postmaster.hosts import claim_shared_slot, held_shared_slots, host_slots
+from webapp.postmaster.lease import Lease, claim_account, make_owner, release_lease
 from webapp.postmaster.mailbox import MailboxSettings, open_mailbox
 from webapp.postmaster.mailbox.tls import forget_sessions
 from webapp.states import FetchStatus
@@ -151,6 +156,156 @@ def test_scheduler_never_opens_more_than_the_limit_to_one_host(
     assert mailboxes_left(dovecot, ids) == 0
     logs = [r.log or "" for r in db.session.query(FetchRun)]
     assert sum("for a free connection to 127.0.0.1" in log for log in logs) >= LIMIT
+
+
+def test_two_schedulers_together_never_open_more_than_the_limit_to_one_host(
+    app, app_ctx, dovecot, proxy, tmp_path
+):
+    ids = accounts_with_one_mail(dovecot, proxy, ACCOUNTS)
+    proxy.hold()
+    env = dict(
+        POSTMASTER_SCHEDULER_WORKERS=str(2 * LIMIT),
+        POSTMASTER_MAX_CONNECTIONS_PER_HOST=str(LIMIT),
+        POSTMASTER_MAIL_TIMEOUT="60",
+    )
+    procs = [start_scheduler(app, tmp_path / f"s{i}.log", **env) for i in range(2)]
+
+    def running_owners() -> set[str]:
+        unfinished = db.session.query(FetchRun).filter(FetchRun.finished_at.is_(None))
+        return {run.owner for run in unfinished}
+
+    try:
+        # Both processes run 2 * LIMIT fetches while the first LIMIT connections are held:
+        # each process alone would let LIMIT of its own connect.
+        wait_for(
+            lambda: (
+                db.session.query(FetchRun).filter(FetchRun.finished_at.is_(None)).count()
+                == 4 * LIMIT
+                and len(running_owners()) == 2
+                and proxy.counts()[0] == LIMIT
+            ),
+            90,
+            f"runs in both schedulers and {LIMIT} connections open",
+        )
+        proxy.release()
+        wait_for(
+            lambda: (
+                db.session.query(MailAccount)
+                .filter(MailAccount.last_status == FetchStatus.OK)
+                .count()
+                == ACCOUNTS
+            ),
+            120,
+            "every account fetched",
+        )
+    finally:
+        proxy.release()
+        codes = [stop_scheduler(proc) for proc in procs]
+        assert codes == [0, 0], [log_text(proc) for proc in procs]
+    _, max_open, total = proxy.counts()
+    assert max_open <= LIMIT
+    assert total == ACCOUNTS
+    assert db.session.query(Article).count() == ACCOUNTS
+    assert mailboxes_left(dovecot, ids) == 0
+    assert held_shared_slots("127.0.0.1") == 0
+
+
+def plain_account(name: str) -> int:
+    """An account row that is never connected to (the slot tests only need its lease)."""
+    account = MailAccount(
+        type="IMAPS",
+        host="Mail.Example.test",
+        username=name,
+        password="pw",
+        validity="valid",
+        push=False,
+        created_by="test",
+        changed_by="test",
+    )
+    db.session.add(account)
+    db.session.commit()
+    return account.id
+
+
+def lease_of(owner: str) -> Lease:
+    lease = claim_account(plain_account(f"slot-{uuid.uuid4().hex[:8]}"), owner, 300)
+    assert lease is not None
+    return lease
+
+
+OTHER_NODE = "scheduler@other-node.test:4242:abcdef"  # a process on another host: alive
+
+
+def test_a_slot_held_by_another_process_is_not_taken_until_its_fetch_ends(app_ctx):
+    holder = lease_of(OTHER_NODE)
+    assert claim_shared_slot("mail.example.test", 1, holder) == 0
+    waiter = lease_of(make_owner("cli"))
+    assert claim_shared_slot("MAIL.EXAMPLE.TEST", 1, waiter) is None  # one host, any case
+    assert held_shared_slots("mail.example.test") == 1
+    release_lease(holder, None)
+    assert claim_shared_slot("mail.example.test", 1, waiter) == 0
+
+
+def test_a_slot_whose_fetch_lease_expired_is_taken(app_ctx):
+    holder = lease_of(OTHER_NODE)
+    assert claim_shared_slot("mail.example.test", 1, holder) == 0
+    account = db.session.get(MailAccount, holder.account_id)
+    account.lease_expires_at = account.lease_expires_at.replace(year=2000)
+    db.session.commit()
+    assert claim_shared_slot("mail.example.test", 1, lease_of(make_owner("cli"))) == 0
+
+
+def test_a_slot_of_a_killed_process_is_taken_at_once(app_ctx):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    owner = f"scheduler@{socket.gethostname()}:{int(dead.stdout)}:dead01"
+    holder = lease_of(owner)  # its lease is live for five minutes, but nobody can renew it
+    assert claim_shared_slot("mail.example.test", 1, holder) == 0
+    assert claim_shared_slot("mail.example.test", 1, lease_of(make_owner("cli"))) == 0
+
+
+def test_a_higher_limit_adds_slots(app_ctx):
+    leases = [lease_of(OTHER_NODE) for _ in range(3)]
+    assert claim_shared_slot("mail.example.test", 1, leases[0]) == 0
+    assert claim_shared_slot("mail.example.test", 1, leases[1]) is None
+    assert claim_shared_slot("mail.example.test", 3, leases[1]) == 1
+    assert claim_shared_slot("mail.example.test", 3, leases[2]) == 2
+
+
+def test_a_fetch_waits_for_a_slot_held_by_another_process(app, app_ctx, dovecot, mail_user):
+    app.config["MAX_CONNECTIONS_PER_HOST"] = 1
+    dovecot.deliver(mail_user.username, make_mail(subject="waits", message_id="<waits@test>"))
+    account_id = add_account(dovecot, mail_user)
+    holder = lease_of(OTHER_NODE)
+    assert claim_shared_slot("127.0.0.1", 1, holder) == 0
+    results = []
+
+    def fetch() -> None:
+        with app.app_context():
+            results.append(fetch_account(account_id))
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    try:
+        wait_for(
+            lambda: db.session.query(FetchRun).filter_by(mail_account_id=account_id).count() == 1,
+            30,
+            "the fetch started",
+        )
+        db.session.expire_all()
+        assert dovecot.message_count(mail_user.username) == 1  # not fetched while it waits
+        assert not results
+    finally:
+        release_lease(holder, None)
+        thread.join(60)
+    assert [r.status for r in results] == [FetchStatus.OK]
+    assert results[0].fetched == 1
+    assert any("for a free connection to 127.0.0.1" in line for line in results[0].log)
+    assert held_shared_slots("127.0.0.1") == 0
 
 
 def test_a_run_that_finds_nothing_records_its_time_and_status(app, app_ctx, dovecot, mail_user):

@@ -452,6 +452,19 @@ class SchedulerNode(Model):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class HostConnectionSlot(Model):
+    """One of the MAX_CONNECTIONS_PER_HOST connection slots of a mail host, shared by every
+    process (webapp/postmaster/hosts.py). A slot is held while the fetch lease it names is
+    live: a holder that dies or is taken over frees it without a cleanup of its own."""
+
+    __tablename__ = "host_connection_slot"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)  # lowercased
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    account_id: Mapped[int | None] = mapped_column(Integer)  # no FK: a deleted account frees it
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_generation: Mapped[int | None] = mapped_column(Integer)
+
+
 class PostmasterFilter(AuditMixin, Model):
     """A PostMaster filter: conditions on a mail's headers, X-OTOBO-* values to set.
 

@@ -15,7 +15,7 @@ from ..oauth.app_tokens import login_refused_hint
 from ..oauth.tokens import access_token_for
 from ..states import FetchStatus
 from .batches import FetchStopped, fetch_folder
-from .hosts import SlotWaitStopped, host_slots
+from .hosts import SlotWaitStopped, connection_slot
 from .lease import Lease, LeaseLost, claim_account, lease_holder, renew_lease
 from .ledger import mark_finished
 from .mailbox import MailboxSettings, MailError, MailLoginError, open_mailbox
@@ -122,7 +122,7 @@ def _fetch(state: RunState) -> None:
     state.host = account.host.lower()
     state.folder = account.effective_folder
     limit = int(current_app.config["MAX_CONNECTIONS_PER_HOST"])
-    with host_slots.slot(state.host, limit, state.options.should_stop) as waited:
+    with connection_slot(state.host, limit, state.lease, state.options.should_stop) as waited:
         if waited is not None:
             state.log(
                 f"waited {waited:.1f} s for a free connection to {state.host} "
