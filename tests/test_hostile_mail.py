@@ -161,6 +161,34 @@ def _wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
+_WRAPPER_SCRIPT = """
+from webapp import create_app
+from webapp.postmaster.parse.worker import parse_with_limit
+
+if __name__ == "__main__":
+    assert callable(create_app)
+    print(parse_with_limit(b"Subject: hello\\r\\n\\r\\nbody\\r\\n").subject)
+"""
+
+
+def test_mail_parses_when_the_main_script_imports_the_app(tmp_path):
+    # multiprocessing re-runs a main script in every parser process (a package's __main__,
+    # such as `python -m scheduler`, it skips): importing the app there must still work.
+    script = tmp_path / "wrapper.py"
+    script.write_text(_WRAPPER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "hello"
+
+
 @pytest.mark.parametrize("how", ["idle", "parsing"])
 def test_parser_processes_end_when_their_parent_is_killed(how):
     script = _ORPHAN_SCRIPT if how == "parsing" else _ORPHAN_SCRIPT.rsplit("raw =", 1)[0]
