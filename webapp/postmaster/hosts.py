@@ -158,18 +158,26 @@ def claim_shared_slot(host: str, limit: int, lease: Lease) -> int | None:
     key = host.lower()
     table = table_of(HostConnectionSlot)
     now = utcnow()
-    dead = _dead_slot_owners(key)
-    candidate = (
-        select(table.c.slot)
-        .where(table.c.host == key, table.c.slot < limit, _free(table, now, dead))
-        .order_by(table.c.slot)
-        .limit(1)
-    )
-    if db.session.get_bind().dialect.name == "postgresql":
-        candidate = candidate.with_for_update(skip_locked=True)
-    number = db.session.execute(candidate).scalar()
+    locking = db.session.get_bind().dialect.name == "postgresql"
+
+    def lowest_free(dead: list[str]) -> int | None:
+        candidate = (
+            select(table.c.slot)
+            .where(table.c.host == key, table.c.slot < limit, _free(table, now, dead))
+            .order_by(table.c.slot)
+            .limit(1)
+        )
+        if locking:
+            candidate = candidate.with_for_update(skip_locked=True)
+        return db.session.execute(candidate).scalar()
+
+    dead: list[str] = []
+    number = lowest_free(dead)
     if number is None and _add_missing_slot_rows(key, limit):  # a new host, or a higher limit
-        number = db.session.execute(candidate).scalar()
+        number = lowest_free(dead)
+    if number is None:  # all held: is a holder a killed process of this host?
+        dead = _dead_slot_owners(key)
+        number = lowest_free(dead) if dead else None
     if number is None:
         db.session.rollback()
         return None
