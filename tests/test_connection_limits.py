@@ -67,6 +67,17 @@ def mailboxes_left(dovecot, account_ids: list[int]) -> int:
     return sum(dovecot.message_count(name) for name in names)
 
 
+def wait_for_every_account_fetched() -> None:
+    wait_for(
+        lambda: (
+            db.session.query(MailAccount).filter(MailAccount.last_status == FetchStatus.OK).count()
+            == ACCOUNTS
+        ),
+        120,
+        "every account fetched",
+    )
+
+
 def test_fetches_beyond_the_host_limit_wait_and_are_fetched_later(app, app_ctx, dovecot, proxy):
     ids = accounts_with_one_mail(dovecot, proxy, ACCOUNTS)
     todo = list(ids)
@@ -137,16 +148,7 @@ def test_scheduler_never_opens_more_than_the_limit_to_one_host(
             f"a run started in every worker and {LIMIT} connections open",
         )
         proxy.release()
-        wait_for(
-            lambda: (
-                db.session.query(MailAccount)
-                .filter(MailAccount.last_status == FetchStatus.OK)
-                .count()
-                == ACCOUNTS
-            ),
-            120,
-            "every account fetched",
-        )
+        wait_for_every_account_fetched()
     finally:
         proxy.release()
         assert stop_scheduler(proc) == 0, log_text(proc)
@@ -188,16 +190,7 @@ def test_two_schedulers_together_never_open_more_than_the_limit_to_one_host(
             f"runs in both schedulers and {LIMIT} connections open",
         )
         proxy.release()
-        wait_for(
-            lambda: (
-                db.session.query(MailAccount)
-                .filter(MailAccount.last_status == FetchStatus.OK)
-                .count()
-                == ACCOUNTS
-            ),
-            120,
-            "every account fetched",
-        )
+        wait_for_every_account_fetched()
     finally:
         proxy.release()
         codes = [stop_scheduler(proc) for proc in procs]
@@ -210,25 +203,11 @@ def test_two_schedulers_together_never_open_more_than_the_limit_to_one_host(
     assert held_shared_slots("127.0.0.1") == 0
 
 
-def plain_account(name: str) -> int:
-    """An account row that is never connected to (the slot tests only need its lease)."""
-    account = MailAccount(
-        type="IMAPS",
-        host="Mail.Example.test",
-        username=name,
-        password="pw",
-        validity="valid",
-        push=False,
-        created_by="test",
-        changed_by="test",
-    )
-    db.session.add(account)
-    db.session.commit()
-    return account.id
-
-
-def lease_of(owner: str) -> Lease:
-    lease = claim_account(plain_account(f"slot-{uuid.uuid4().hex[:8]}"), owner, 300)
+def lease_of(dovecot, owner: str) -> Lease:
+    """The fetch lease of a new account that is never connected to (the slot tests need only
+    its lease)."""
+    user = type("User", (), {"username": f"slot-{uuid.uuid4().hex[:8]}", "password": "pw"})
+    lease = claim_account(add_account(dovecot, user, host="Mail.Example.test"), owner, 300)
     assert lease is not None
     return lease
 
@@ -236,26 +215,26 @@ def lease_of(owner: str) -> Lease:
 OTHER_NODE = "scheduler@other-node.test:4242:abcdef"  # a process on another host: alive
 
 
-def test_a_slot_held_by_another_process_is_not_taken_until_its_fetch_ends(app_ctx):
-    holder = lease_of(OTHER_NODE)
+def test_a_slot_held_by_another_process_is_not_taken_until_its_fetch_ends(app_ctx, dovecot):
+    holder = lease_of(dovecot, OTHER_NODE)
     assert claim_shared_slot("mail.example.test", 1, holder) == 0
-    waiter = lease_of(make_owner("cli"))
+    waiter = lease_of(dovecot, make_owner("cli"))
     assert claim_shared_slot("MAIL.EXAMPLE.TEST", 1, waiter) is None  # one host, any case
     assert held_shared_slots("mail.example.test") == 1
     release_lease(holder, None)
     assert claim_shared_slot("mail.example.test", 1, waiter) == 0
 
 
-def test_a_slot_whose_fetch_lease_expired_is_taken(app_ctx):
-    holder = lease_of(OTHER_NODE)
+def test_a_slot_whose_fetch_lease_expired_is_taken(app_ctx, dovecot):
+    holder = lease_of(dovecot, OTHER_NODE)
     assert claim_shared_slot("mail.example.test", 1, holder) == 0
     account = db.session.get(MailAccount, holder.account_id)
     account.lease_expires_at = account.lease_expires_at.replace(year=2000)
     db.session.commit()
-    assert claim_shared_slot("mail.example.test", 1, lease_of(make_owner("cli"))) == 0
+    assert claim_shared_slot("mail.example.test", 1, lease_of(dovecot, make_owner("cli"))) == 0
 
 
-def test_a_slot_of_a_killed_process_is_taken_at_once(app_ctx):
+def test_a_slot_of_a_killed_process_is_taken_at_once(app_ctx, dovecot):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
@@ -263,13 +242,13 @@ def test_a_slot_of_a_killed_process_is_taken_at_once(app_ctx):
         text=True,
     )
     owner = f"scheduler@{socket.gethostname()}:{int(dead.stdout)}:dead01"
-    holder = lease_of(owner)  # its lease is live for five minutes, but nobody can renew it
+    holder = lease_of(dovecot, owner)  # its lease is live for five minutes, but nobody can renew it
     assert claim_shared_slot("mail.example.test", 1, holder) == 0
-    assert claim_shared_slot("mail.example.test", 1, lease_of(make_owner("cli"))) == 0
+    assert claim_shared_slot("mail.example.test", 1, lease_of(dovecot, make_owner("cli"))) == 0
 
 
-def test_a_higher_limit_adds_slots(app_ctx):
-    leases = [lease_of(OTHER_NODE) for _ in range(3)]
+def test_a_higher_limit_adds_slots(app_ctx, dovecot):
+    leases = [lease_of(dovecot, OTHER_NODE) for _ in range(3)]
     assert claim_shared_slot("mail.example.test", 1, leases[0]) == 0
     assert claim_shared_slot("mail.example.test", 1, leases[1]) is None
     assert claim_shared_slot("mail.example.test", 3, leases[1]) == 1
@@ -280,7 +259,7 @@ def test_a_fetch_waits_for_a_slot_held_by_another_process(app, app_ctx, dovecot,
     app.config["MAX_CONNECTIONS_PER_HOST"] = 1
     dovecot.deliver(mail_user.username, make_mail(subject="waits", message_id="<waits@test>"))
     account_id = add_account(dovecot, mail_user)
-    holder = lease_of(OTHER_NODE)
+    holder = lease_of(dovecot, OTHER_NODE)
     assert claim_shared_slot("127.0.0.1", 1, holder) == 0
     results = []
 
