@@ -238,11 +238,12 @@ def wait_for_shared_slot(
     started = time.monotonic()
     renew_every = float(current_app.config["LEASE_SECONDS"]) / 3
     renewed = started
+    first = True
     while True:
         number = claim_shared_slot(host, limit, lease)
         if number is not None:
-            waited = time.monotonic() - started
-            return number, waited if waited >= WAIT_STEP else None
+            return number, None if first else time.monotonic() - started
+        first = False
         if should_stop is not None and should_stop():
             raise SlotWaitStopped()
         if time.monotonic() - renewed >= renew_every:
