@@ -101,11 +101,39 @@ def wait_for(driver, condition, timeout: float = 30):
     meets. An element of the page being replaced (a click that loads the next page, a
     section redrawn by a script) is stale or missing for a moment: the condition is asked
     again, not failed."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def asked_again_while_replaced(d):
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            # chromedriver reports an element whose page is being replaced as an "unknown
+            # error ... Node with given id does not belong to the document", not as stale.
+            if "does not belong to the document" in (error.msg or ""):
+                return False
+            raise
+
     ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(
+        asked_again_while_replaced
+    )
+
+
+def click_and_wait_for_next_page(driver, element, timeout: float = 30) -> None:
+    """Click element (a submit button, a link) and wait until the browser has left the
+    page it was on, so that what is checked next is read from the page the click loaded and
+    not, by luck, from the old one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait_for(driver, expected_conditions.staleness_of(old_page), timeout)
 
 
 def sign_in(driver, server: LiveServer, username: str | None = None, password: str | None = None):

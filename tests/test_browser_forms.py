@@ -9,8 +9,8 @@ import re
 
 import pytest
 
+from tests.browser import click_and_wait_for_next_page, wait_for
 from tests.browser import sign_in as plain_sign_in
-from tests.browser import wait_for
 from tests.conftest import ADMIN_NAME, ADMIN_PASSWORD
 from tests.fetching import port_for
 from tests.test_forms_clear import linked_account
@@ -199,7 +199,7 @@ def test_fetch_interval_zero_says_the_accepted_range_and_keeps_the_value(browser
     assert "A whole number from 1 to 1440." in field_text(driver, "FetchIntervalMinutes")
     for typed in ("0", "abc"):
         type_into(driver, "FetchIntervalMinutes", typed)
-        by_id(driver, "submit").click()
+        click_and_wait_for_next_page(driver, by_id(driver, "submit"))
         wait_for(driver, lambda d: "Enter a whole number" in field_text(d, "FetchIntervalMinutes"))
         assert "Enter a whole number from 1 to 1440." in field_text(driver, "FetchIntervalMinutes")
         assert "This field is required" not in driver.page_source
