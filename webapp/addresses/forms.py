@@ -13,7 +13,7 @@ class AddressForm(FlaskForm):
     display_name = StringField("Display name")
     queue_id = SelectField("Queue *", choices=[], validate_choice=False)
     validity = SelectField(
-        "Validity *", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
+        "Validity *", choices={v: v for v in VALIDITIES}, default="valid", validate_choice=False
     )
     comment = TextAreaField("Comment", render_kw={"rows": 2})
     submit = SubmitField("Save")

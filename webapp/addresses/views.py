@@ -27,11 +27,14 @@ def edit(address_id: int | None = None) -> Response | str:
     if address_id is not None and row is None:
         abort(404)
     form = AddressForm(obj=row)
-    form.queue_id.choices = [("", "-")] + [
-        (str(q.id), q.name)
-        for q in db.session.query(Queue).order_by(Queue.name)
-        if q.validity == "valid" or (row is not None and row.queue_id == q.id)
-    ]
+    form.queue_id.choices = {
+        "": "-",
+        **{
+            str(q.id): q.name
+            for q in db.session.query(Queue).order_by(Queue.name)
+            if q.validity == "valid" or (row is not None and row.queue_id == q.id)
+        },
+    }
     if row is not None and not form.is_submitted():
         form.queue_id.data = str(row.queue_id)
     if form.validate_on_submit():

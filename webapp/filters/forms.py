@@ -32,7 +32,7 @@ class ConditionForm(Form):
 
 class ActionForm(Form):
     header = SelectField(
-        "Header", choices=[("", "-")] + [(h, h) for h in SET_HEADERS], validate_choice=False
+        "Header", choices={"": "-", **{h: h for h in SET_HEADERS}}, validate_choice=False
     )
     value = StringField("Value")
 
@@ -46,7 +46,7 @@ class FilterForm(FlaskForm):
     actions = FieldList(FormField(ActionForm), min_entries=MAX_ACTIONS, max_entries=MAX_ACTIONS)
     comment = TextAreaField("Comment", render_kw={"rows": 2})
     validity = SelectField(
-        "Validity *", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
+        "Validity *", choices={v: v for v in VALIDITIES}, default="valid", validate_choice=False
     )
     test_message = TextAreaField(
         "Raw message",

@@ -63,7 +63,7 @@ TYPE_INFO = json.dumps(
 class MailAccountForm(FlaskForm):
     type = SelectField(
         "Type",
-        choices=[(t.name, t.label) for t in ACCOUNT_TYPES.values()],
+        choices={t.name: t.label for t in ACCOUNT_TYPES.values()},
         validate_choice=False,
         validators=[Required()],
         render_kw={"data-types": TYPE_INFO, "data-oauth2-host": OAUTH2_DEFAULT_HOST},
@@ -90,7 +90,7 @@ class MailAccountForm(FlaskForm):
     folder = StringField("IMAP Folder", description="Empty means INBOX.")
     trusted = SelectField(
         "Trusted",
-        choices=[("0", "No"), ("1", "Yes")],
+        choices={"0": "No", "1": "Yes"},
         validate_choice=False,
         default="0",
         validators=[Required()],
@@ -98,7 +98,7 @@ class MailAccountForm(FlaskForm):
     )
     dispatch = SelectField(
         "Dispatching",
-        choices=list(DISPATCH_CHOICES.items()),
+        choices=dict(DISPATCH_CHOICES),
         validate_choice=False,
         default="to",
         validators=[Required()],
@@ -107,7 +107,7 @@ class MailAccountForm(FlaskForm):
     queue_id = SelectField("Queue *", choices=[], validate_choice=False)
     validity = SelectField(
         "Validity",
-        choices=[(v, v) for v in VALIDITIES],
+        choices={v: v for v in VALIDITIES},
         default="valid",
         validate_choice=False,
         validators=[Required()],
@@ -116,7 +116,7 @@ class MailAccountForm(FlaskForm):
     verify_tls = BooleanField("Verify TLS certificate", default=True, description=VERIFY_TLS_HELP)
     after_fetch = SelectField(
         "After fetching",
-        choices=list(AFTER_FETCH_CHOICES.items()),
+        choices=dict(AFTER_FETCH_CHOICES),
         default="delete",
         validate_choice=False,
     )
@@ -138,17 +138,20 @@ class MailAccountForm(FlaskForm):
     def __init__(self, *args: Any, account: MailAccount | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queues = db.session.query(Queue).order_by(Queue.name)
-        self.queue_id.choices = [("", "-")] + [
-            (str(q.id), q.name)
-            for q in queues
-            if q.validity == "valid" or (account is not None and account.queue_id == q.id)
-        ]
+        self.queue_id.choices = {
+            "": "-",
+            **{
+                str(q.id): q.name
+                for q in queues
+                if q.validity == "valid" or (account is not None and account.queue_id == q.id)
+            },
+        }
         profiles = [
             p
             for p in db.session.query(OAuth2Profile).order_by(OAuth2Profile.name)
             if p.validity == "valid" or (account is not None and account.oauth2_profile_id == p.id)
         ]
-        self.oauth2_profile_id.choices = [("", "-")] + [(str(p.id), p.name) for p in profiles]
+        self.oauth2_profile_id.choices = {"": "-", **{str(p.id): p.name for p in profiles}}
         # The Host placeholder per profile and protocol (Gmail's hosts for a Google profile).
         hosts = {
             str(p.id): {proto: default_mail_host(p.provider, proto) for proto in ("imap", "pop3")}

@@ -24,7 +24,7 @@ class ProfileForm(FlaskForm):
     name = StringField("Name")
     provider = SelectField(
         "Provider",
-        choices=[(p.name, p.label) for p in PROVIDERS.values()],
+        choices={p.name: p.label for p in PROVIDERS.values()},
         validate_choice=False,
         default="MicrosoftAzure",
     )
@@ -60,7 +60,7 @@ class ProfileForm(FlaskForm):
         description="Custom provider, optional: the id_token's iss must then be exactly this.",
     )
     validity = SelectField(
-        "Validity", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
+        "Validity", choices={v: v for v in VALIDITIES}, default="valid", validate_choice=False
     )
     secret_expires_on = StringField(
         "Client secret expires",
@@ -70,7 +70,7 @@ class ProfileForm(FlaskForm):
     comment = TextAreaField("Comment", render_kw={"rows": 2})
     grant = SelectField(
         "Grant",
-        choices=list(GRANTS.items()),
+        choices=dict(GRANTS),
         default="delegated",
         validate_choice=False,
         description="App-only: the app reads the mailboxes it was granted in Exchange Online; "
@@ -78,7 +78,7 @@ class ProfileForm(FlaskForm):
     )
     credential = SelectField(
         "Client credential",
-        choices=list(CREDENTIALS.items()),
+        choices=dict(CREDENTIALS),
         default="secret",
         validate_choice=False,
     )

@@ -11,7 +11,7 @@ from ..account_types import VALIDITIES
 class QueueForm(FlaskForm):
     name = StringField("Name *")
     validity = SelectField(
-        "Validity *", choices=[(v, v) for v in VALIDITIES], default="valid", validate_choice=False
+        "Validity *", choices={v: v for v in VALIDITIES}, default="valid", validate_choice=False
     )
     comment = TextAreaField("Comment", render_kw={"rows": 2})
     submit = SubmitField("Save")

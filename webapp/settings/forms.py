@@ -18,7 +18,7 @@ def settings_form(data: dict[str, str]) -> FlaskForm:
     class SettingsForm(FlaskForm):
         submit = SubmitField("Save")
 
-    queues = [(q.name, q.name) for q in db.session.query(Queue).order_by(Queue.name)]
+    queues = {q.name: q.name for q in db.session.query(Queue).order_by(Queue.name)}
     for spec in SETTINGS.values():
         field: SelectField | StringField
         if spec.kind == "int":
