@@ -109,6 +109,39 @@ def test_oversized_mail_removed_on_the_server_leaves_the_list(
     assert "Second scan" in item["message"]
 
 
+def test_keep_mode_drops_oversized_mail_removed_below_the_last_fetched(app_ctx, dovecot, mail_user):
+    # Keep mode lists from the highest UID it took: mail over the limit below it is asked for
+    # by UID, or its row would stay after the message is gone.
+    limit_one_megabyte()
+    mail_user.deliver(big_mail("Huge scan"))
+    mail_user.deliver(make_mail(subject="small"))
+    account_id = add_account(dovecot, mail_user, "IMAPS", after_fetch="keep")
+    assert fetch_account(account_id).new_tickets == 1
+    assert len(attention("oversized")) == 1
+    remove_on_server(account_id, "Huge scan")
+    result = fetch_account(account_id)
+    assert result.status == FetchStatus.OK and result.oversized == 0, result.message
+    assert oversized_messages(account_id) == [] and attention("oversized") == []
+    assert ticket_count() == 1
+
+
+def test_keep_mode_takes_oversized_mail_below_the_last_fetched_once_the_limit_is_raised(
+    app_ctx, dovecot, mail_user
+):
+    limit_one_megabyte()
+    mail_user.deliver(big_mail("Huge scan"))
+    mail_user.deliver(make_mail(subject="small"))
+    account_id = add_account(dovecot, mail_user, "IMAPS", after_fetch="keep")
+    assert fetch_account(account_id).new_tickets == 1
+    set_setting("MaxMessageSizeMB", "3")
+    db.session.commit()
+    result = fetch_account(account_id)
+    assert result.new_tickets == 1 and result.oversized == 0, result.message
+    assert ticket_count() == 2 and oversized_messages(account_id) == []
+    assert fetch_account(account_id).new_tickets == 0  # and only once
+    assert dovecot.message_count(mail_user.username) == 2  # keep mode leaves both
+
+
 def test_oversized_mail_of_an_old_folder_leaves_the_list(app_ctx, dovecot, mail_user):
     limit_one_megabyte()
     mail_user.deliver(big_mail("Huge scan"))

@@ -28,7 +28,7 @@ from .faults import fault_point
 from .lease import renew_lease
 from .ledger import dedupe_key, folder_state, known_content, known_keys
 from .mailbox import Mailbox, RemoteMessage
-from .oversized import fetch_once_keys, forget_stored, lowest_uid, report_oversized
+from .oversized import fetch_once_keys, forget_stored, report_oversized, uids_below
 from .parse import ParseTimeout, prestart
 from .pipeline import Parsed, ParseOptions, parse_many_or_error, parse_options, process_batch
 from .runs import RunState, count_outcome, save_counts
@@ -73,20 +73,18 @@ def fetch_folder(state: RunState, mailbox: Mailbox) -> None:
     folder = folder_state(state, mailbox) if is_imap else None
     min_uid = folder.highest_uid + 1 if (folder is not None and keep) else None
     anyway = fetch_once_keys(state)  # oversized mail an admin asked to fetch once
-    if min_uid is not None and anyway:
-        min_uid = min(min_uid, lowest_uid(anyway) or min_uid)
-
-    messages = mailbox.list_messages(min_uid=min_uid)
+    below = uids_below(state, min_uid) if min_uid is not None else []
+    messages = mailbox.list_messages(min_uid=min_uid, also_uids=below)
     state.log(f"{len(messages)} messages on the server in {state.folder}")
     if not messages:
         # Nothing listed: no settings to read, nothing to store or finish; only mail over
         # the limit listed before may be gone now (or belong to the old folder).
-        state.result.oversized = report_oversized(state, mailbox, [], 0, min_uid, anyway)
+        state.result.oversized = report_oversized(state, mailbox, [], 0, anyway)
         return
     max_size = get_int_setting("MaxMessageSizeMB") * 1024 * 1024
     small = [m for m in messages if m.size <= max_size or dedupe_key(state, m) in anyway]
     over = [m for m in messages if m.size > max_size and dedupe_key(state, m) not in anyway]
-    state.result.oversized = report_oversized(state, mailbox, over, max_size, min_uid, anyway)
+    state.result.oversized = report_oversized(state, mailbox, over, max_size, anyway)
     for m in messages:
         if m.size > max_size and dedupe_key(state, m) in anyway:
             state.log(f"{m.key}: {m.size} bytes is over the limit; fetched once, as asked")

@@ -35,10 +35,16 @@ def fetch_once_keys(state: FolderScope) -> set[str]:
     )
 
 
-def lowest_uid(keys: set[str]) -> int | None:
-    """The lowest IMAP UID among dedupe keys `uid:<uidvalidity>:<uid>` (None: none)."""
-    uids = [int(k.rsplit(":", 1)[1]) for k in keys if k.startswith("uid:")]
-    return min(uids) if uids else None
+def uids_below(state: FolderScope, min_uid: int) -> list[int]:
+    """IMAP UIDs below min_uid of the messages listed here (keys `uid:<uidvalidity>:<uid>`
+    of this folder's UIDVALIDITY). Keep mode lists from the highest UID it took and asks for
+    these by UID, so a row goes once its message does, and the message is taken once it is
+    under the limit or an admin asked to fetch it once."""
+    prefix = f"uid:{state.uidvalidity}:"
+    keys = db.session.execute(
+        select(OversizedMessage.key).where(_scope(state), OversizedMessage.key.startswith(prefix))
+    ).scalars()
+    return sorted(uid for uid in (int(k.removeprefix(prefix)) for k in keys) if uid < min_uid)
 
 
 def report_oversized(
@@ -46,14 +52,13 @@ def report_oversized(
     mailbox: Mailbox,
     messages: Sequence[RemoteMessage],
     max_size: int,
-    listed_from_uid: int | None = None,
     fetching: set[str] | frozenset[str] = frozenset(),
 ) -> int:
     """Keep OversizedMessage in step with the server: add the new ones (their headers only
     are read, and each is logged once) and drop those no longer there over the limit.
 
-    messages: the listed messages over the limit that this run leaves on the server.
-    listed_from_uid: the listing started at this UID (keep mode), so rows below it stay.
+    messages: the listed messages over the limit that this run leaves on the server (the
+    listing holds every message a row names that is still there: see uids_below).
     fetching: keys this run fetches anyway (their rows go once they are stored).
     Mail already stored (keep mode leaves it on the server) is not reported. Returns how many
     known messages over the limit stay on the server."""
@@ -72,27 +77,13 @@ def report_oversized(
         select(OversizedMessage.id, OversizedMessage.key).where(_scope(state))
     ).all()
     known = {key for _id, key in rows}
-    gone = [
-        row_id
-        for row_id, key in rows
-        if key not in left
-        and key not in fetching
-        and _was_listed(key, listed_from_uid, state.uidvalidity)
-    ]
+    gone = [row_id for row_id, key in rows if key not in left and key not in fetching]
     if gone:
         db.session.execute(delete(OversizedMessage).where(OversizedMessage.id.in_(gone)))
     new = [m for k, m in left.items() if k not in known]
     _add_rows(state, mailbox, new, max_size)
     db.session.commit()
     return len(rows) - len(gone) - len(fetching & known) + len(new)
-
-
-def _was_listed(key: str, listed_from_uid: int | None, uidvalidity: int | None) -> bool:
-    """Whether this run's listing would have shown the message of this key."""
-    if listed_from_uid is None or not key.startswith("uid:"):
-        return True
-    _, validity, uid = key.split(":", 2)
-    return validity != str(uidvalidity) or int(uid) >= listed_from_uid
 
 
 def forget_stored(state: FolderScope, keys: set[str]) -> None:

@@ -70,8 +70,11 @@ class Mailbox(ABC):
         """Names of the folders on the server."""
 
     @abstractmethod
-    def list_messages(self, min_uid: int | None = None) -> list[RemoteMessage]:
-        """All messages (IMAP: with UID >= min_uid when given) with their sizes."""
+    def list_messages(
+        self, min_uid: int | None = None, also_uids: Sequence[int] = ()
+    ) -> list[RemoteMessage]:
+        """All messages (IMAP: with UID >= min_uid when given, and those of also_uids that
+        are still there) with their sizes."""
 
     @abstractmethod
     def fetch(self, messages: Sequence[RemoteMessage]) -> Iterator[tuple[RemoteMessage, bytes]]:

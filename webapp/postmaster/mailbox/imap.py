@@ -179,8 +179,13 @@ class ImapMailbox(Mailbox):
             names.append(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
         return names
 
-    def list_messages(self, min_uid: int | None = None) -> list[RemoteMessage]:
-        """UID SEARCH (never by \\Seen), then sizes via batched UID FETCH RFC822.SIZE."""
+    def list_messages(
+        self, min_uid: int | None = None, also_uids: Sequence[int] = ()
+    ) -> list[RemoteMessage]:
+        """UID SEARCH (never by \\Seen), then sizes via batched UID FETCH RFC822.SIZE.
+
+        also_uids (below min_uid) are not searched for: their UID FETCH answers only for
+        those still there."""
         assert self.client is not None
         criteria = ["ALL"] if min_uid is None else ["UID", f"{max(min_uid, 1)}:*"]
         with self._errors("searching messages"):
@@ -188,6 +193,7 @@ class ImapMailbox(Mailbox):
         if min_uid is not None:
             # "N:*" always matches the highest UID, even when it is below N.
             uids = [u for u in uids if u >= min_uid]
+            uids.extend(u for u in set(also_uids) if 0 < u < min_uid)
         uids.sort()
         messages = []
         for start in range(0, len(uids), SIZE_FETCH_BATCH):

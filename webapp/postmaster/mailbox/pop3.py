@@ -153,7 +153,9 @@ class Pop3Mailbox(Mailbox):
         """POP3 has one folder."""
         return ["INBOX"]
 
-    def list_messages(self, min_uid: int | None = None) -> list[RemoteMessage]:
+    def list_messages(
+        self, min_uid: int | None = None, also_uids: Sequence[int] = ()
+    ) -> list[RemoteMessage]:
         """UIDL + LIST of all messages; min_uid is ignored (POP3 has no UIDs)."""
         pop = self._require()
         with self._errors("listing messages"):
